@@ -1,0 +1,5 @@
+"""`python -m bookchat` runs the command line."""
+
+from bookchat.cli import app
+
+app()

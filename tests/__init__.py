@@ -1,0 +1,1 @@
+"""The bookchat test suite."""

@@ -1,0 +1,140 @@
+"""Shared fixtures: a throw-away PostgreSQL database, Qdrant in a temp folder, and the app with its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from bookchat.config import Settings
+from bookchat.main import create_app
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
+
+# Settings read the environment and `.env`; tests must not pick up a developer's configuration.
+for _name in list(os.environ):
+    if (_name.startswith("BOOKCHAT_") and _name != "BOOKCHAT_TEST_DATABASE_URL") or _name == "GEMINI_API_KEY":
+        os.environ.pop(_name)
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`BOOKCHAT_TEST_DATABASE_URL`, or an embedded pgserver started for this session."""
+    configured = os.environ.get("BOOKCHAT_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="stop")
+    yield str(server.get_uri())
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
+    """A uniquely named database created for this session and dropped at its end."""
+    name = f"bookchat_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield _with_database(postgres_server_url, name)
+    admin = await asyncpg.connect(postgres_server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def make_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Settings]:
+    """Settings for a test app: the session's database, a fresh Qdrant folder, no LLM, known secrets."""
+
+    def build(**overrides: Any) -> Settings:
+        data_dir = tmp_path_factory.mktemp("bookchat")
+        values: dict[str, Any] = {
+            "data_dir": data_dir,
+            "database_url": database_url,
+            "llm_provider": "none",
+            "admin_token": ADMIN_TOKEN,
+            "jwt_secret": JWT_SECRET,
+            "log_json": False,
+            "db_pool_min_size": 0,
+            "db_pool_max_size": 5,
+            "_env_file": None,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return build
+
+
+@asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The app with its lifespan entered, as `uvicorn` would run it."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+def client_for(app: FastAPI, **headers: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=headers, timeout=30
+    )
+
+
+AppFactory = Callable[..., AbstractAsyncContextManager[FastAPI]]
+
+
+@pytest.fixture(scope="session")
+def make_app(make_settings: Callable[..., Settings]) -> AppFactory:
+    """`async with make_app(collection="x", ...) as app:` — a running app with settings overridden."""
+
+    def build(**overrides: Any) -> AbstractAsyncContextManager[FastAPI]:
+        return running_app(make_settings(**overrides))
+
+    return build
+
+
+@pytest.fixture(scope="session")
+async def app(make_app: AppFactory) -> AsyncIterator[FastAPI]:
+    """One running app shared by the session's tests (tests keep their data apart by owner or collection)."""
+    async with make_app() as running:
+        yield running
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(app) as http:
+        yield http
+
+
+@pytest.fixture
+async def admin_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(app, Authorization=f"Bearer {ADMIN_TOKEN}") as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
+    return asyncio.DefaultEventLoopPolicy()

@@ -1,0 +1,175 @@
+"""The app shell: problem+json for every error, request ids, body limits, health and readiness, metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from bookchat.config import Settings
+from bookchat.main import create_app
+from tests.conftest import client_for
+
+
+class Echo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=10)
+    count: int = 1
+
+
+@pytest.fixture(scope="module")
+async def probe_app(make_settings: Callable[..., Settings]) -> AsyncIterator[FastAPI]:
+    """An app with two extra routes: one that validates a body, one that crashes."""
+    app = create_app(make_settings(max_body_bytes=2048))
+
+    @app.post("/test/echo")
+    async def echo(body: Echo) -> Echo:
+        return body
+
+    @app.get("/test/crash")
+    async def crash() -> None:
+        raise RuntimeError("secret internals: password=hunter2")
+
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+async def probe(probe_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(probe_app) as http:
+        yield http
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert {"type", "title", "status", "detail"} <= set(body)
+    return body  # type: ignore[no-any-return]
+
+
+async def test_health_does_no_io(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_ready_reports_every_dependency(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/ready")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "ready"
+    assert body["failed"] == []
+    assert set(body["checks"]) == {"postgres", "qdrant", "llm"}
+    assert "extractive" in body["checks"]["llm"]["detail"]
+
+
+async def test_ready_is_503_naming_postgres_when_it_is_gone(make_settings: Callable[..., Settings]) -> None:
+    app = create_app(make_settings())
+    async with app.router.lifespan_context(app), client_for(app) as http:
+        await app.state.resources.database.pool.close()
+        response = await http.get("/api/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["failed"] == ["postgres"]
+    assert body["checks"]["qdrant"]["ok"] is True
+
+
+async def test_unknown_route_is_404_problem(probe: httpx.AsyncClient) -> None:
+    body = assert_problem(await probe.get("/no/such/route"), 404)
+    assert body["instance"] == "/no/such/route"
+
+
+async def test_wrong_method_is_405_problem(probe: httpx.AsyncClient) -> None:
+    response = await probe.delete("/api/health")
+    assert_problem(response, 405)
+    assert "GET" in response.headers["allow"]
+
+
+async def test_malformed_json_is_400_problem(probe: httpx.AsyncClient) -> None:
+    response = await probe.post(
+        "/test/echo", content=b'{"text": ', headers={"content-type": "application/json"}
+    )
+    body = assert_problem(response, 400)
+    assert body["code"] == "malformed-json"
+
+
+async def test_wrong_types_are_422_with_field_errors(probe: httpx.AsyncClient) -> None:
+    response = await probe.post("/test/echo", json={"text": "x" * 11, "count": "many", "extra": 1})
+    body = assert_problem(response, 422)
+    locations = {tuple(error["loc"]) for error in body["errors"]}  # type: ignore[attr-defined]
+    assert {("body", "text"), ("body", "count"), ("body", "extra")} <= locations
+    assert "x" * 11 not in response.text, "the offending input is not echoed back"
+
+
+async def test_oversized_body_is_413_by_content_length(probe: httpx.AsyncClient) -> None:
+    response = await probe.post(
+        "/test/echo", content=b"x" * 4096, headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 413)
+
+
+async def test_oversized_streamed_body_is_413(probe: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(8):
+            yield b" " * 1024
+
+    response = await probe.post("/test/echo", content=chunks(), headers={"content-type": "application/json"})
+    assert_problem(response, 413)
+
+
+async def test_a_crash_is_500_without_internals_but_with_the_logged_request_id(
+    probe: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        response = await probe.get("/test/crash", headers={"X-Request-ID": "trace-123"})
+    body = assert_problem(response, 500)
+    assert "hunter2" not in response.text
+    assert "secret internals" not in response.text
+    assert body["request_id"] == "trace-123"
+    assert response.headers["x-request-id"] == "trace-123"
+    assert any(record.exc_info for record in caplog.records)
+
+
+async def test_request_id_is_generated_when_missing_or_unsafe(probe: httpx.AsyncClient) -> None:
+    generated = (await probe.get("/api/health")).headers["x-request-id"]
+    assert len(generated) == 32
+    unsafe = (await probe.get("/api/health", headers={"X-Request-ID": "a b\nc"})).headers["x-request-id"]
+    assert unsafe != "a b\nc"
+    assert len(unsafe) == 32
+
+
+async def test_openapi_describes_the_service(probe: httpx.AsyncClient) -> None:
+    schema = (await probe.get("/openapi.json")).json()
+    assert schema["info"]["title"] == "bookchat"
+    assert "citations" in schema["info"]["description"]
+    assert (await probe.get("/docs")).status_code == 200
+
+
+async def test_docs_can_be_turned_off(make_settings: Callable[..., Settings]) -> None:
+    app = create_app(make_settings(docs_enabled=False))
+    async with client_for(app) as http:
+        assert (await http.get("/docs")).status_code == 404
+        assert (await http.get("/openapi.json")).status_code == 404
+
+
+async def test_metrics_count_requests_by_route(probe: httpx.AsyncClient) -> None:
+    await probe.get("/api/health")
+    text = (await probe.get("/metrics")).text
+    assert 'bookchat_http_requests_total{method="GET",route="/api/health",status="200"}' in text
+
+
+def test_json_log_lines_redact_secrets(caplog: pytest.LogCaptureFixture) -> None:
+    from bookchat.observability import JsonFormatter
+
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "Authorization: Bearer abc.def.ghi", (), None)
+    record.dsn = "postgresql://user:pw@db/x"
+    line = json.loads(JsonFormatter().format(record))
+    assert "abc.def.ghi" not in line["message"]
+    assert line["dsn"] == "postgresql://user:***@db/x"

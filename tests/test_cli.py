@@ -1,0 +1,68 @@
+"""The command line: one-line configuration errors and concurrent `bookchat migrate` runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+
+import asyncpg
+from typer.testing import CliRunner
+
+from bookchat.cli import app
+from tests.conftest import _with_database
+
+runner = CliRunner()
+
+
+def test_a_bad_database_url_is_one_line_naming_the_variable() -> None:
+    result = runner.invoke(app, ["serve"], env={"BOOKCHAT_DATABASE_URL": "nonsense"})
+    assert result.exit_code == 2
+    output = result.output.strip()
+    assert "BOOKCHAT_DATABASE_URL" in output
+    assert "Traceback" not in output
+    assert len(output.splitlines()) == 1
+
+
+def test_several_workers_need_a_qdrant_server() -> None:
+    result = runner.invoke(
+        app, ["serve", "--workers", "2"], env={"BOOKCHAT_DATABASE_URL": "postgresql://x@y/z"}
+    )
+    assert result.exit_code == 2
+    assert "BOOKCHAT_QDRANT_URL" in result.output
+
+
+def test_migrate_reports_an_unreachable_database_in_one_line() -> None:
+    result = runner.invoke(
+        app, ["migrate"], env={"BOOKCHAT_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"}
+    )
+    assert result.exit_code == 1
+    assert "cannot connect to PostgreSQL" in result.output
+    assert "Traceback" not in result.output
+
+
+async def test_two_migrate_processes_at_once_both_succeed(postgres_server_url: str) -> None:
+    name = f"bookchat_cli_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_server_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        env = {**os.environ, "BOOKCHAT_DATABASE_URL": _with_database(postgres_server_url, name)}
+        processes = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bookchat", "migrate", env=env, stdout=asyncio.subprocess.PIPE
+            )
+            for _ in range(2)
+        ]
+        outputs = [(await process.communicate())[0].decode() for process in processes]
+        assert [process.returncode for process in processes] == [0, 0]
+        counts = sorted(int(output.split()[1]) for output in outputs)
+        assert counts[0] == 0, outputs
+        assert counts[1] >= 1, outputs
+        conn = await asyncpg.connect(_with_database(postgres_server_url, name))
+        versions = await conn.fetch("SELECT version FROM schema_migrations")
+        await conn.close()
+        assert len(versions) == counts[1]
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

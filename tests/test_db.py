@@ -1,0 +1,135 @@
+"""Database layer: migrations under an advisory lock, the pool, and the embedded server's lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from bookchat.db import Database, EmbeddedPostgres, Migration, apply_migrations, load_migrations
+from tests.conftest import _with_database
+
+
+@pytest.fixture
+async def empty_database(postgres_server_url: str) -> AsyncIterator[str]:
+    """A second throw-away database with no schema, for migration tests."""
+    name = f"bookchat_migrate_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_server_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    yield _with_database(postgres_server_url, name)
+    admin = await asyncpg.connect(postgres_server_url)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+def test_migrations_are_ordered_sql_files() -> None:
+    migrations = load_migrations()
+    versions = [migration.version for migration in migrations]
+    assert versions == sorted(versions)
+    assert versions[0] == "001_init"
+    assert "CREATE TABLE conversations" in migrations[0].sql
+
+
+async def test_concurrent_migrations_apply_each_version_once(empty_database: str) -> None:
+    connections = [await asyncpg.connect(empty_database) for _ in range(4)]
+    try:
+        results = await asyncio.gather(*(apply_migrations(conn) for conn in connections))
+        applied = [version for result in results for version in result]
+        assert sorted(applied) == [migration.version for migration in load_migrations()]
+        rows = await connections[0].fetch("SELECT version FROM schema_migrations")
+        assert len(rows) == len(load_migrations())
+        tables = {
+            row["tablename"]
+            for row in await connections[0].fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            )
+        }
+        expected = {
+            "users",
+            "refresh_tokens",
+            "conversations",
+            "messages",
+            "documents",
+            "feedback",
+            "ingest_runs",
+        }
+        assert expected <= tables
+        assert await apply_migrations(connections[0]) == []
+    finally:
+        for conn in connections:
+            await conn.close()
+
+
+async def test_a_failing_migration_is_rolled_back(empty_database: str) -> None:
+    conn = await asyncpg.connect(empty_database)
+    try:
+        broken = [
+            Migration("900_ok", "CREATE TABLE kept (id int)"),
+            Migration("901_broken", "CREATE TABLE half (id int); SELECT no_such_function()"),
+        ]
+        with pytest.raises(asyncpg.UndefinedFunctionError):
+            await apply_migrations(conn, broken)
+        versions = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+        assert versions == {"900_ok"}
+        assert await conn.fetchval("SELECT to_regclass('half')") is None
+        # The lock was released: the next attempt is not blocked.
+        assert await apply_migrations(conn, broken[:1]) == []
+    finally:
+        await conn.close()
+
+
+async def test_users_email_is_unique_without_regard_to_case(database_url: str, app: object) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        email = f"Reader-{uuid.uuid4().hex[:8]}@Example.org"
+        await conn.execute("INSERT INTO users (email, password_hash) VALUES ($1, 'x')", email)
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute("INSERT INTO users (email, password_hash) VALUES ($1, 'x')", email.lower())
+    finally:
+        await conn.close()
+
+
+async def test_database_reports_an_unreachable_server(make_settings: object) -> None:
+    from bookchat.db import DatabaseError
+
+    settings = make_settings(database_url="postgresql://nobody@127.0.0.1:1/none")  # type: ignore[operator]
+    with pytest.raises(DatabaseError, match="cannot connect to PostgreSQL"):
+        await Database(settings).open()
+
+
+def test_embedded_server_is_stopped_by_its_owner_only(tmp_path: Path) -> None:
+    first = EmbeddedPostgres(tmp_path / "postgres")
+    url = first.start()
+    assert url.startswith("postgresql://")
+    assert first.owned
+    pid = int((tmp_path / "postgres" / "postmaster.pid").read_text().split()[0])
+
+    second = EmbeddedPostgres(tmp_path / "postgres")
+    assert second.start() == url
+    assert not second.owned, "a second process shares the server and must not stop it"
+    second.stop()
+    assert (tmp_path / "postgres" / "postmaster.pid").exists()
+
+    first.stop()
+    assert not (tmp_path / "postgres" / "postmaster.pid").exists()
+    assert not (tmp_path / "postgres.owner").exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_a_server_left_by_a_dead_owner_is_taken_over(tmp_path: Path) -> None:
+    first = EmbeddedPostgres(tmp_path / "postgres")
+    first.start()
+    # Simulate a killed `serve`: the owner file names a process that no longer exists.
+    (tmp_path / "postgres.owner").write_text("999999999\n")
+    heir = EmbeddedPostgres(tmp_path / "postgres")
+    heir.start()
+    assert heir.owned
+    heir.stop()
+    assert not (tmp_path / "postgres" / "postmaster.pid").exists()
