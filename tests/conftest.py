@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -44,9 +46,22 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         return
     import pgserver
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="stop")
-    yield str(server.get_uri())
-    server.cleanup()
+    with traversable_temp_dir() as folder:
+        server = pgserver.get_server(folder / "data", cleanup_mode="stop")
+        yield str(server.get_uri())
+        server.cleanup()
+
+
+@contextmanager
+def traversable_temp_dir() -> Iterator[Path]:
+    """A temp folder others may traverse: as root, pgserver runs PostgreSQL as its own `pgserver` user,
+    which cannot enter pytest's 0700 temp folders."""
+    folder = Path(tempfile.mkdtemp(prefix="bookchat-pg-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +114,10 @@ async def running_app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 def client_for(app: FastAPI, **headers: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=headers, timeout=30
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+        base_url="http://testserver",
+        headers=headers,
+        timeout=30,
     )
 
 

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     )
     embedding_dim: int = Field(768, ge=8, le=8192, description="Output size for gemini / openai embedders.")
     embedding_batch_size: int = Field(64, ge=1, le=2048, description="Texts per embedding call.")
+    embedding_base_url: str | None = Field(
+        None, max_length=2000, description="OpenAI-compatible embeddings endpoint (gemini / openai providers)."
+    )
 
     # Ingestion and retrieval
     chunk_tokens: int = Field(
@@ -203,7 +206,7 @@ class Settings(BaseSettings):
             raise ValueError("expected a postgresql://user:password@host:port/database URL")
         return value
 
-    @field_validator("qdrant_url", "llm_base_url", "public_base_url")
+    @field_validator("qdrant_url", "llm_base_url", "public_base_url", "embedding_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
@@ -258,3 +261,31 @@ def load_settings(**overrides: Any) -> Settings:
         raise SettingsError(
             f"a list setting is neither a JSON array nor comma-separated text: {exc}"
         ) from None
+
+
+def settings_reference() -> str:
+    """The configuration table of the README and the user guide, generated from `Settings`."""
+    rows = ["| variable | default | what it does |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        if name == "llm_api_key":
+            variable = "`BOOKCHAT_LLM_API_KEY` / `GEMINI_API_KEY`"
+        else:
+            variable = f"`{ENV_PREFIX}{name.upper()}`"
+        default = field.get_default(call_default_factory=True)
+        shown = "—" if default is None or default == [] else f"`{default}`"
+        description = (field.description or "").replace("|", "\\|")
+        rows.append(f"| {variable} | {shown} | {description} |")
+    return "\n".join(rows)
+
+
+def _write_settings_reference(readme: Path) -> None:
+    """Replace the table between the README's settings-table markers."""
+    start, end = "<!-- settings-table:start -->", "<!-- settings-table:end -->"
+    text = readme.read_text(encoding="utf-8")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{settings_reference()}\n{end}{tail}", encoding="utf-8")
+
+
+if __name__ == "__main__":  # `python -m bookchat.config` regenerates the README's table
+    _write_settings_reference(Path("README.md"))

@@ -158,7 +158,10 @@ def _live_pid(pid: int | None) -> int | None:
 
 
 async def create_pool(dsn: str, settings: Settings) -> Pool:
-    """An asyncpg pool sized and tuned by `settings`; TLS options come from the URL (`sslmode=require`)."""
+    """An asyncpg pool sized and tuned by `settings`; TLS options come from the URL (`sslmode=require`).
+
+    One connection is opened at once even when the pool's minimum is 0, so a wrong URL fails here, clearly.
+    """
     try:
         pool = await asyncpg.create_pool(
             dsn,
@@ -168,9 +171,10 @@ async def create_pool(dsn: str, settings: Settings) -> Pool:
             statement_cache_size=settings.db_statement_cache_size,
             timeout=10,
         )
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        async with pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
         raise DatabaseError(f"cannot connect to PostgreSQL ({type(exc).__name__}: {exc})") from exc
-    assert pool is not None
     return pool
 
 

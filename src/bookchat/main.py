@@ -18,7 +18,7 @@ from bookchat.db import Database
 from bookchat.dependencies import Resources
 from bookchat.health import router as health_router
 from bookchat.observability import Metrics, RequestContextMiddleware, configure_logging
-from bookchat.problems import install_problem_handlers, refused_body_response
+from bookchat.problems import internal_error_response, install_problem_handlers, refused_body_response
 from bookchat.retrieval.embeddings import create_embedder
 from bookchat.retrieval.search import HybridRetriever
 from bookchat.retrieval.sparse import Bm25Encoder
@@ -53,9 +53,7 @@ async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources
     embedder = create_embedder(settings)
     await store.ensure_collection(embedder.model_id, embedder.dim)
     sparse = Bm25Encoder()
-    retriever = HybridRetriever(
-        store, embedder, sparse, rrf_k=settings.rrf_k, prefetch_limit=settings.prefetch_limit
-    )
+    retriever = HybridRetriever(store, embedder, sparse, rrf_k=settings.rrf_k, prefetch_limit=settings.prefetch_limit)
     return Resources(
         settings=settings,
         database=database,
@@ -96,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit_for, on_refused=refused_body_response)
     # Added last, so it runs first: every response, 413s included, carries the request id.
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, error_response=internal_error_response)
 
     app.include_router(health_router)
 

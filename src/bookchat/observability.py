@@ -8,6 +8,7 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -26,9 +27,7 @@ _SECRET_PATTERNS = (
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
     (re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "***jwt***"),
     (
-        re.compile(
-            r"(?i)((?:api[_-]?key|token|secret|password|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&]+"
-        ),
+        re.compile(r"(?i)((?:api[_-]?key|token|secret|password|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&]+"),
         r"\1***",
     ),
     (re.compile(r"(://[^:/@\s]+:)[^@/\s]+@"), r"\1***@"),
@@ -79,9 +78,7 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
     """Route every logger (uvicorn's included) through one redacting handler on stderr."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter()
-        if json_lines
-        else RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        JsonFormatter() if json_lines else RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -119,9 +116,10 @@ class Metrics:
 class RequestContextMiddleware:
     """Gives every request an id (`X-Request-ID` in and out), logs one line per request, records metrics."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, error_response: Callable[[], ASGIApp]) -> None:
         self.app = app
         self.metrics = metrics
+        self.error_response = error_response
         self.log = logging.getLogger("bookchat.request")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -135,9 +133,12 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
 
+        response_started = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
+                response_started = True
                 status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [
@@ -150,6 +151,12 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Handled here, inside the request's context, so the 500 and its log line carry the request id.
+            self.log.exception("unhandled error", extra={"path": scope["path"]})
+            if response_started:
+                raise
+            await self.error_response()(scope, receive, send_with_id)
         finally:
             route = _route_template(scope)
             self.metrics.requests.labels(scope["method"], route, str(status)).inc()

@@ -70,6 +70,11 @@ def refused_body_response(error: BookchatError) -> ProblemResponse:
     return problem_from_error(error)
 
 
+def internal_error_response() -> ProblemResponse:
+    """The 500 for an unhandled error: no internals, but the request id that the log line carries."""
+    return problem(500, "an unexpected error occurred; quote the request id when reporting it", code="internal")
+
+
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     # The offending input is not echoed back: it may be huge, binary, or a secret the client mistyped.
     return [
@@ -79,7 +84,7 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 
 def install_problem_handlers(app: FastAPI) -> None:
-    """Render every error as problem+json, 500s without internals but with the request id that is logged."""
+    """Render every handled error as problem+json (unhandled ones: `internal_error_response`)."""
 
     async def bookchat_error(request: Request, exc: Exception) -> ProblemResponse:
         assert isinstance(exc, BookchatError)
@@ -90,22 +95,16 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> ProblemResponse:
         assert isinstance(exc, StarletteHTTPException)
         if isinstance(exc.__cause__, BodyTooLarge):
-            return problem_from_error(
-                PayloadTooLarge("the request body is too large"), instance=request.url.path
-            )
+            return problem_from_error(PayloadTooLarge("the request body is too large"), instance=request.url.path)
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).description
         code = {404: "not-found", 405: "method-not-allowed", 400: "bad-request"}.get(exc.status_code)
-        return problem(
-            exc.status_code, detail, code=code, instance=request.url.path, headers=dict(exc.headers or {})
-        )
+        return problem(exc.status_code, detail, code=code, instance=request.url.path, headers=dict(exc.headers or {}))
 
     async def validation_error(request: Request, exc: Exception) -> ProblemResponse:
         assert isinstance(exc, RequestValidationError)
         errors = _field_errors(exc)
         if any(error["type"] == "json_invalid" for error in errors):
-            return problem(
-                400, "the request body is not valid JSON", code="malformed-json", instance=request.url.path
-            )
+            return problem(400, "the request body is not valid JSON", code="malformed-json", instance=request.url.path)
         return problem(
             422,
             "the request does not match the schema; see `errors`",
@@ -115,16 +114,6 @@ def install_problem_handlers(app: FastAPI) -> None:
             errors=errors,
         )
 
-    async def unhandled_error(request: Request, exc: Exception) -> ProblemResponse:
-        log.exception("unhandled error", extra={"path": request.url.path})
-        return problem(
-            500,
-            "an unexpected error occurred; quote the request id when reporting it",
-            code="internal",
-            instance=request.url.path,
-        )
-
     app.add_exception_handler(BookchatError, bookchat_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(Exception, unhandled_error)
