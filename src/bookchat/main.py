@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -12,19 +13,33 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bookchat import __version__
+from bookchat.auth.router import router as auth_router
 from bookchat.body_limit import BodyLimitMiddleware
-from bookchat.config import Settings, load_settings
-from bookchat.db import Database
+from bookchat.chat.router import router as chat_router
+from bookchat.config import Settings, SettingsError, load_settings
+from bookchat.conversations.router import router as conversations_router
+from bookchat.db import Database, DatabaseError
 from bookchat.dependencies import Resources
+from bookchat.documents.ingest import IngestPipeline
+from bookchat.documents.router import router as documents_router
+from bookchat.edge import EdgeConfigError, body_limit_for, install_edge
 from bookchat.health import router as health_router
-from bookchat.observability import Metrics, RequestContextMiddleware, configure_logging
-from bookchat.problems import internal_error_response, install_problem_handlers, refused_body_response
-from bookchat.retrieval.embeddings import create_embedder
+from bookchat.llm.provider import create_llm
+from bookchat.observability import Metrics, QuietErrorsFilter, RequestContextMiddleware, configure_logging
+from bookchat.openai_compat.router import router as openai_router
+from bookchat.problems import install_problem_handlers, internal_error_response, refused_body_response
+from bookchat.ratelimit import RateLimitConfigError, create_rate_limiter
+from bookchat.retrieval.embeddings import EmbeddingError, create_embedder
 from bookchat.retrieval.search import HybridRetriever
 from bookchat.retrieval.sparse import Bm25Encoder
-from bookchat.retrieval.store import VectorStore, open_qdrant_client
+from bookchat.retrieval.store import VectorStore, VectorStoreError, open_qdrant_client
+from bookchat.search.router import router as search_router
+from bookchat.web.router import router as web_router
 
 log = logging.getLogger(__name__)
+
+# Errors an operator fixes by configuration: reported in one line at start-up, without a traceback.
+STARTUP_ERRORS = (DatabaseError, VectorStoreError, EmbeddingError, SettingsError, RateLimitConfigError, EdgeConfigError)
 
 DESCRIPTION = """
 bookchat answers readers' questions about a book or documentation site, grounded in its text, with citations
@@ -54,13 +69,33 @@ async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources
     await store.ensure_collection(embedder.model_id, embedder.dim)
     sparse = Bm25Encoder()
     retriever = HybridRetriever(store, embedder, sparse, rrf_k=settings.rrf_k, prefetch_limit=settings.prefetch_limit)
-    return Resources(
+
+    llm = create_llm(settings)
+    if llm is not None:
+        stack.push_async_callback(llm.aclose)
+    limiter = create_rate_limiter(settings)
+    stack.push_async_callback(limiter.close)
+    resources = Resources(
         settings=settings,
         database=database,
         store=store,
         embedder=embedder,
         sparse=sparse,
         retriever=retriever,
+        llm=llm,
+        limiter=limiter,
+    )
+    if settings.sample_book is not None and await store.count() == 0:
+        await ingest_sample_book(resources, settings.sample_book)
+    return resources
+
+
+async def ingest_sample_book(resources: Resources, folder: Path) -> None:
+    """First start: ingest the bundled user guide, so the very first question has something to find."""
+    pipeline = IngestPipeline(resources.database.pool, resources.retriever, resources.embedder, resources.settings)
+    summary = await pipeline.ingest_paths([folder])
+    log.info(
+        "sample book ingested", extra={"folder": str(folder), "documents": summary.added, "chunks": summary.chunks}
     )
 
 
@@ -72,7 +107,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            app.state.resources = await open_resources(settings, stack)
+            try:
+                app.state.resources = await open_resources(settings, stack)
+            except STARTUP_ERRORS as exc:
+                # One line that names the fix; `QuietErrorsFilter` keeps uvicorn from adding a traceback.
+                log.error("start-up failed: %s", exc)
+                raise
             log.info("bookchat ready", extra={"collection": settings.collection})
             yield
 
@@ -89,14 +129,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     install_problem_handlers(app)
 
-    def body_limit_for(path: str) -> int:
-        return settings.max_upload_bytes if path.startswith("/api/documents") else settings.max_body_bytes
-
-    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit_for, on_refused=refused_body_response)
-    # Added last, so it runs first: every response, 413s included, carries the request id.
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit_for(settings), on_refused=refused_body_response)
+    install_edge(app, settings)
+    # Added last, so it runs first: every response, 413s and 500s included, carries the request id.
     app.add_middleware(RequestContextMiddleware, metrics=metrics, error_response=internal_error_response)
 
-    app.include_router(health_router)
+    for router in (
+        health_router,
+        auth_router,
+        chat_router,
+        conversations_router,
+        search_router,
+        documents_router,
+        openai_router,
+        web_router,
+    ):
+        app.include_router(router)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics(request: Request) -> Response:
@@ -109,4 +157,5 @@ def app_from_env() -> FastAPI:
     """Entry point for `uvicorn --factory bookchat.main:app_from_env` (what `bookchat serve` runs)."""
     settings = load_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
+    logging.getLogger("uvicorn.error").addFilter(QuietErrorsFilter(STARTUP_ERRORS))
     return create_app(settings)

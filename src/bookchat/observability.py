@@ -93,6 +93,20 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
+class QuietErrorsFilter(logging.Filter):
+    """Drops the traceback of errors whose message already says everything (configuration errors at start-up)."""
+
+    def __init__(self, exception_types: tuple[type[BaseException], ...]) -> None:
+        super().__init__()
+        self.exception_types = exception_types
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.exception_types):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 class Metrics:
     """The Prometheus series of one app; a registry per app keeps test instances apart."""
 
