@@ -47,7 +47,7 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     import pgserver
 
     with traversable_temp_dir() as folder:
-        server = pgserver.get_server(folder / "data", cleanup_mode="stop")
+        server = pgserver.get_server(folder / "data", cleanup_mode="stop")  # type: ignore[attr-defined]
         yield str(server.get_uri())
         server.cleanup()
 
@@ -96,6 +96,8 @@ def make_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -
             "log_json": False,
             "db_pool_min_size": 0,
             "db_pool_max_size": 5,
+            # The session app is shared by many tests; the rate-limit tests switch limits on for themselves.
+            "rate_limit_enabled": False,
             "_env_file": None,
         }
         values.update(overrides)

@@ -173,3 +173,12 @@ def test_json_log_lines_redact_secrets(caplog: pytest.LogCaptureFixture) -> None
     line = json.loads(JsonFormatter().format(record))
     assert "abc.def.ghi" not in line["message"]
     assert line["dsn"] == "postgresql://user:***@db/x"
+
+
+def test_configured_secrets_are_redacted_literally() -> None:
+    from bookchat.observability import redact, redact_values
+
+    redact_values(["plain-admin-token-value", "short"])
+    assert redact("token plain-admin-token-value used") == "token *** used"
+    assert redact("a short word") == "a short word"
+    assert redact("refresh rt_abcdefghijklmnopqrstuvwxyz0123") == "refresh rt_***"

@@ -5,15 +5,24 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 
 from bookchat.config import ENV_PREFIX, Settings, SettingsError, load_settings
 from bookchat.db import Database, DatabaseError, EmbeddedPostgres, apply_migrations
+from bookchat.errors import BookchatError
+
+# The app's modules (models, the Agents SDK) take seconds to import: commands import what they use, so
+# `bookchat serve` hands over to uvicorn fast and `--help` answers at once.
+if TYPE_CHECKING:
+    from bookchat.documents.ingest import IngestSummary
+    from bookchat.resources import Resources
+    from bookchat.retrieval.search import Passage
 
 app = typer.Typer(
     name="bookchat",
@@ -45,24 +54,24 @@ def settings_or_exit(**overrides: Any) -> Settings:
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run `coroutine`, turning the errors a user can fix into one line."""
+    from bookchat.documents.ingest import IngestError
+    from bookchat.retrieval.embeddings import EmbeddingError
     from bookchat.retrieval.store import VectorStoreError
 
     try:
         return asyncio.run(coroutine)
-    except (DatabaseError, VectorStoreError) as exc:
+    except (DatabaseError, VectorStoreError, EmbeddingError, IngestError) as exc:
         fail(str(exc), code=1)
+    except BookchatError as exc:
+        fail(exc.detail, code=1)
 
 
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.", min=1, max=65535)] = None,
-    workers: Annotated[
-        int, typer.Option(help="Worker processes (needs BOOKCHAT_QDRANT_URL above 1).", min=1)
-    ] = 1,
-    sample: Annotated[
-        bool, typer.Option(help="Ingest the bundled user guide when the collection is empty.")
-    ] = True,
+    workers: Annotated[int, typer.Option(help="Worker processes (needs BOOKCHAT_QDRANT_URL above 1).", min=1)] = 1,
+    sample: Annotated[bool, typer.Option(help="Ingest the bundled user guide when the collection is empty.")] = True,
 ) -> None:
     """Run the API server (and, with nothing configured, an embedded PostgreSQL that stops with it)."""
     import uvicorn
@@ -83,6 +92,10 @@ def serve(
             os.environ[ENV_PREFIX + "DATABASE_URL"] = embedded.start()
         except Exception as exc:  # pgserver raises bare subprocess errors
             fail(f"could not start the embedded PostgreSQL in {settings.postgres_data_dir}: {exc}", code=1)
+    from bookchat.auth.tokens import ensure_jwt_secret
+
+    # Once here, before workers start, so a generated secret is created and announced once.
+    ensure_jwt_secret(settings)
     if sample and SAMPLE_BOOK.is_dir():
         os.environ.setdefault(ENV_PREFIX + "SAMPLE_BOOK", str(SAMPLE_BOOK))
     print_banner(settings, host, port, workers, embedded)
@@ -102,9 +115,7 @@ def serve(
             console.print("embedded PostgreSQL stopped", style="dim")
 
 
-def print_banner(
-    settings: Settings, host: str, port: int, workers: int, embedded: EmbeddedPostgres | None
-) -> None:
+def print_banner(settings: Settings, host: str, port: int, workers: int, embedded: EmbeddedPostgres | None) -> None:
     url = f"http://{host}:{port}"
     database = (
         f"embedded PostgreSQL in {embedded.data_dir} (stopped when serve exits)"
@@ -114,9 +125,7 @@ def print_banner(
     store = settings.qdrant_url or f"local folder {settings.resolved_qdrant_path} (one process)"
     provider = settings.resolved_llm_provider
     llm = "none — extractive answers (set GEMINI_API_KEY for Gemini)" if provider == "none" else provider
-    console.print(
-        f"[bold]bookchat[/] on [link={url}]{url}[/link]  ·  API docs {url}/docs  ·  {workers} worker(s)"
-    )
+    console.print(f"[bold]bookchat[/] on [link={url}]{url}[/link]  ·  API docs {url}/docs  ·  {workers} worker(s)")
     console.print(f"  database      {database}", highlight=False)
     console.print(f"  vector store  Qdrant {store}, collection {settings.collection!r}", highlight=False)
     console.print(f"  embeddings    {describe_embeddings(settings)}", highlight=False)
@@ -152,6 +161,148 @@ def migrate() -> None:
 
     applied = run(_migrate())
     console.print(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
+
+
+@asynccontextmanager
+async def resources_for(settings: Settings, *, check_collection: bool = True) -> AsyncIterator[Resources]:
+    """The same resources the server opens, for one command."""
+    from bookchat.resources import open_resources
+
+    async with AsyncExitStack() as stack:
+        yield await open_resources(settings, stack, check_collection=check_collection)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Folders or files of the book.", exists=True)],
+    base_url: Annotated[str | None, typer.Option(help="The book's site, prefixed to page URLs.")] = None,
+    prune: Annotated[bool, typer.Option(help="Delete documents whose files are gone.")] = False,
+    reindex: Annotated[bool, typer.Option(help="Rebuild the collection and re-embed everything.")] = False,
+) -> None:
+    """Load, chunk, embed and index a book; reruns skip unchanged files."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bookchat.documents.ingest import IngestPipeline, IngestProgress
+
+    settings = settings_or_exit()
+
+    async def _ingest() -> IngestSummary:
+        async with resources_for(settings, check_collection=not reindex) as resources:
+            pipeline = IngestPipeline(resources.database.pool, resources.retriever, resources.embedder, settings)
+            with Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=errors
+            ) as bar:
+                task = bar.add_task("ingesting", total=None)
+
+                def show(event: IngestProgress) -> None:
+                    description = "waiting for another ingestion" if event.phase == "wait" else event.phase
+                    bar.update(task, completed=event.completed, total=event.total or None, description=description)
+
+                return await pipeline.ingest_paths(
+                    paths, base_url=base_url, prune=prune, reindex=reindex, progress=show
+                )
+
+    summary = run(_ingest())
+    for skipped in summary.skipped:
+        errors.print(f"skipped {skipped.source_path}: {skipped.reason}", style="yellow", highlight=False)
+    console.print(
+        f"{summary.added} added, {summary.updated} updated, {summary.unchanged} unchanged, "
+        f"{summary.removed} removed documents; {summary.chunks} chunks written in {summary.seconds:.1f} s"
+    )
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    limit: Annotated[int, typer.Option(min=1, max=50, help="Passages to show.")] = 5,
+    mode: Annotated[str, typer.Option(help="hybrid, dense or bm25.")] = "hybrid",
+) -> None:
+    """Show the passages hybrid search finds for QUERY, best first."""
+    settings = settings_or_exit()
+    if mode not in ("hybrid", "dense", "bm25"):
+        fail("--mode: expected hybrid, dense or bm25")
+
+    async def _search() -> list[Passage]:
+        async with resources_for(settings) as resources:
+            return await resources.retriever.search(query, limit=limit, mode=mode)  # type: ignore[arg-type]
+
+    passages = run(_search())
+    if not passages:
+        console.print("no passages found (is the book ingested? `bookchat ingest PATH`)")
+    for rank, passage in enumerate(passages, 1):
+        where = " › ".join(passage.heading_path) or passage.title
+        console.print(f"[bold]{rank}. {where}[/]  [dim]{passage.score:.3f}  {passage.url or passage.source_path}[/]")
+        console.print("   " + " ".join(passage.text.split())[:300], highlight=False)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The reader's question.")],
+    selection: Annotated[str | None, typer.Option(help="Answer only from this selected text.")] = None,
+) -> None:
+    """Answer QUESTION from the book (or from --selection only), streaming, with citations."""
+    from bookchat.chat.terminal import ask_in_terminal
+
+    settings = settings_or_exit()
+
+    async def _ask() -> int:
+        async with resources_for(settings) as resources:
+            return await ask_in_terminal(resources, question, selection=selection)
+
+    raise typer.Exit(run(_ask()))
+
+
+users = typer.Typer(help="Manage accounts.", no_args_is_help=True)
+app.add_typer(users, name="users")
+
+
+@users.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="Login email.")],
+    password: Annotated[str, typer.Option(help="12–128 characters.", prompt=True, hide_input=True)],
+    admin: Annotated[bool, typer.Option(help="Give the account the admin role.")] = False,
+) -> None:
+    """Create an account (an admin with --admin)."""
+    from bookchat.auth.service import cli_create_user
+
+    settings = settings_or_exit()
+
+    async def _create() -> str:
+        async with database_for(settings) as database:
+            user = await cli_create_user(database.pool, settings, email=email, password=password, admin=admin)
+            return f"created {user.email} ({user.role})"
+
+    console.print(run(_create()))
+
+
+@users.command("set-role")
+def users_set_role(
+    email: Annotated[str, typer.Option(help="The account's email.")],
+    role: Annotated[str, typer.Option(help="user or admin.")],
+) -> None:
+    """Change an account's role."""
+    from bookchat.auth.service import cli_set_role
+
+    settings = settings_or_exit()
+    if role not in ("user", "admin"):
+        fail("--role: expected user or admin")
+
+    async def _set_role() -> str:
+        async with database_for(settings) as database:
+            user = await cli_set_role(database.pool, settings, email=email, role=role)
+            return f"{user.email} is now {user.role}"
+
+    console.print(run(_set_role()))
+
+
+@asynccontextmanager
+async def database_for(settings: Settings) -> AsyncIterator[Database]:
+    database = Database(settings)
+    await database.open()
+    try:
+        yield database
+    finally:
+        await database.close()
 
 
 def main() -> None:  # pragma: no cover - console-script shim

@@ -61,9 +61,7 @@ class Settings(BaseSettings):
     )
     db_pool_min_size: int = Field(1, ge=0, le=100, description="Connections kept open in the pool.")
     db_pool_max_size: int = Field(10, ge=1, le=500, description="Upper bound of pooled connections.")
-    db_command_timeout: float = Field(
-        30.0, gt=0, le=600, description="Seconds before a SQL command is cancelled."
-    )
+    db_command_timeout: float = Field(30.0, gt=0, le=600, description="Seconds before a SQL command is cancelled.")
     db_statement_cache_size: int = Field(
         100,
         ge=0,
@@ -83,9 +81,7 @@ class Settings(BaseSettings):
     embedding_model: str | None = Field(
         None, max_length=200, description="Model name for fastembed / gemini / openai embedders."
     )
-    embedding_model_path: Path | None = Field(
-        None, description="A local ONNX model folder for the local embedder."
-    )
+    embedding_model_path: Path | None = Field(None, description="A local ONNX model folder for the local embedder.")
     embedding_dim: int = Field(768, ge=8, le=8192, description="Output size for gemini / openai embedders.")
     embedding_batch_size: int = Field(64, ge=1, le=2048, description="Texts per embedding call.")
     embedding_base_url: str | None = Field(
@@ -98,16 +94,12 @@ class Settings(BaseSettings):
     )
     chunk_overlap_tokens: int = Field(32, ge=0, le=1024, description="Tokens shared by neighbouring chunks.")
     rrf_k: int = Field(60, ge=1, le=1000, description="Reciprocal-rank-fusion constant of hybrid search.")
-    prefetch_limit: int = Field(
-        50, ge=1, le=1000, description="Candidates each of dense and BM25 contributes."
-    )
+    prefetch_limit: int = Field(50, ge=1, le=1000, description="Candidates each of dense and BM25 contributes.")
     search_limit: int = Field(6, ge=1, le=50, description="Passages retrieved to answer a question.")
     sample_book: Path | None = Field(
         None, description="Folder ingested at start-up while the collection is empty (`serve` sets it)."
     )
-    max_upload_bytes: int = Field(
-        20 * 1_048_576, ge=1024, le=1 << 31, description="Largest document upload accepted."
-    )
+    max_upload_bytes: int = Field(20 * 1_048_576, ge=1024, le=1 << 31, description="Largest document upload accepted.")
 
     # Answers
     llm_provider: LLMProvider | None = Field(
@@ -119,21 +111,15 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("BOOKCHAT_LLM_API_KEY", "GEMINI_API_KEY"),
         description="Key for the LLM endpoint; GEMINI_API_KEY is honoured too.",
     )
-    llm_model: str | None = Field(
-        None, max_length=200, description=f"Model name. Default {DEFAULT_GEMINI_MODEL}."
-    )
+    llm_model: str | None = Field(None, max_length=200, description=f"Model name. Default {DEFAULT_GEMINI_MODEL}.")
     llm_timeout: float = Field(60.0, gt=0, le=600, description="Seconds before an LLM call is abandoned.")
     llm_max_retries: int = Field(2, ge=0, le=10, description="Retries on connection errors.")
     llm_tracing: bool = Field(False, description="Agents SDK tracing (needs an OpenAI key).")
 
     # Security
     jwt_secret: SecretStr | None = Field(None, description="HS256 signing secret, 32 bytes or more.")
-    admin_token: SecretStr | None = Field(
-        None, description="Static bearer for the documents API (CI pipelines)."
-    )
-    api_keys: StringList = Field(
-        default_factory=list, description="Keys for /v1 clients (JSON array or a,b,c)."
-    )
+    admin_token: SecretStr | None = Field(None, description="Static bearer for the documents API (CI pipelines).")
+    api_keys: StringList = Field(default_factory=list, description="Keys for /v1 clients (JSON array or a,b,c).")
     cors_origins: StringList = Field(
         default_factory=list, description="Origins allowed to call the API (JSON array or a,b,c)."
     )
@@ -144,20 +130,12 @@ class Settings(BaseSettings):
     allow_registration: bool = Field(True, description="POST /api/auth/register is open to anyone.")
     jwt_algorithm: Literal["HS256", "RS256"] = Field("HS256", description="JWT signing algorithm, pinned.")
     jwt_private_key_path: Path | None = Field(None, description="RS256 private key (PEM file).")
-    jwt_public_key_path: Path | None = Field(
-        None, description="RS256 public key (PEM file); derived when unset."
-    )
-    jwt_private_key: SecretStr | None = Field(
-        None, description="RS256 private key as PEM text (instead of a file)."
-    )
-    jwt_issuer: str = Field(
-        "bookchat", min_length=1, max_length=200, description="JWT `iss` issued and required."
-    )
+    jwt_public_key_path: Path | None = Field(None, description="RS256 public key (PEM file); derived when unset.")
+    jwt_private_key: SecretStr | None = Field(None, description="RS256 private key as PEM text (instead of a file).")
+    jwt_issuer: str = Field("bookchat", min_length=1, max_length=200, description="JWT `iss` issued and required.")
     jwt_audience: str = Field("bookchat-api", min_length=1, max_length=200, description="JWT `aud` required.")
     access_token_ttl: int = Field(900, ge=30, le=86_400, description="Access-token lifetime in seconds.")
-    refresh_token_ttl: int = Field(
-        30 * 86_400, ge=300, le=365 * 86_400, description="Refresh-token lifetime (s)."
-    )
+    refresh_token_ttl: int = Field(30 * 86_400, ge=300, le=365 * 86_400, description="Refresh-token lifetime (s).")
     guest_token_ttl: int = Field(3600, ge=30, le=30 * 86_400, description="Guest-token lifetime in seconds.")
     rate_limit_enabled: bool = Field(True, description="Enforce the rate limits below.")
     rate_limit_auth: str = Field(
@@ -168,9 +146,7 @@ class Settings(BaseSettings):
     rate_limit_login_account: str = Field(
         "5/minute;30/hour", max_length=200, description="Failed-login budget per account (brute force)."
     )
-    rate_limit_chat: str = Field(
-        "20/minute;300/hour", max_length=200, description="Chat turns per principal."
-    )
+    rate_limit_chat: str = Field("20/minute;300/hour", max_length=200, description="Chat turns per principal.")
     rate_limit_search: str = Field("60/minute", max_length=200, description="Searches per principal.")
     rate_limit_ip: str = Field("120/minute", max_length=200, description="Chat + search per client IP.")
     rate_limit_prefix: str = Field(
@@ -237,6 +213,14 @@ class Settings(BaseSettings):
     def resolved_qdrant_path(self) -> Path:
         return self.qdrant_path if self.qdrant_path is not None else self.data_dir / "qdrant"
 
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for log redaction."""
+        values = [*self.api_keys]
+        for _name, value in self:
+            if isinstance(value, SecretStr):
+                values.append(value.get_secret_value())
+        return values
+
     @property
     def postgres_data_dir(self) -> Path:
         return self.data_dir / "postgres"
@@ -258,9 +242,7 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         raise SettingsError("; ".join(_describe(dict(error)) for error in exc.errors())) from None
     except json.JSONDecodeError as exc:
-        raise SettingsError(
-            f"a list setting is neither a JSON array nor comma-separated text: {exc}"
-        ) from None
+        raise SettingsError(f"a list setting is neither a JSON array nor comma-separated text: {exc}") from None
 
 
 def settings_reference() -> str:

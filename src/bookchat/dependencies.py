@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import asyncpg
 from fastapi import Depends, Request
 
 from bookchat.config import Settings
-from bookchat.db import Database
+from bookchat.resources import Resources
 from bookchat.retrieval.store import VectorStore
 
 if TYPE_CHECKING:
     from bookchat.retrieval.embeddings import Embedder
     from bookchat.retrieval.search import HybridRetriever
     from bookchat.retrieval.sparse import Bm25Encoder
-
-
-@dataclass
-class Resources:
-    """Everything a request may need, opened once in the app's lifespan and closed at shutdown."""
-
-    settings: Settings
-    database: Database
-    store: VectorStore
-    embedder: Embedder
-    sparse: Bm25Encoder
-    retriever: HybridRetriever
-    llm: Any = None
-    limiter: Any = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def get_resources(request: Request) -> Resources:

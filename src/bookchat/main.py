@@ -14,25 +14,29 @@ from starlette.responses import Response
 
 from bookchat import __version__
 from bookchat.auth.router import router as auth_router
+from bookchat.auth.tokens import TokenCodec
 from bookchat.body_limit import BodyLimitMiddleware
 from bookchat.chat.router import router as chat_router
 from bookchat.config import Settings, SettingsError, load_settings
 from bookchat.conversations.router import router as conversations_router
-from bookchat.db import Database, DatabaseError
-from bookchat.dependencies import Resources
+from bookchat.db import DatabaseError
 from bookchat.documents.ingest import IngestPipeline
 from bookchat.documents.router import router as documents_router
 from bookchat.edge import EdgeConfigError, body_limit_for, install_edge
 from bookchat.health import router as health_router
-from bookchat.llm.provider import create_llm
-from bookchat.observability import Metrics, QuietErrorsFilter, RequestContextMiddleware, configure_logging
+from bookchat.observability import (
+    Metrics,
+    QuietErrorsFilter,
+    RequestContextMiddleware,
+    configure_logging,
+    redact_values,
+)
 from bookchat.openai_compat.router import router as openai_router
 from bookchat.problems import install_problem_handlers, internal_error_response, refused_body_response
-from bookchat.ratelimit import RateLimitConfigError, create_rate_limiter
-from bookchat.retrieval.embeddings import EmbeddingError, create_embedder
-from bookchat.retrieval.search import HybridRetriever
-from bookchat.retrieval.sparse import Bm25Encoder
-from bookchat.retrieval.store import VectorStore, VectorStoreError, open_qdrant_client
+from bookchat.ratelimit import RateLimitConfigError
+from bookchat.resources import Resources, open_resources
+from bookchat.retrieval.embeddings import EmbeddingError
+from bookchat.retrieval.store import VectorStoreError
 from bookchat.search.router import router as search_router
 from bookchat.web.router import router as web_router
 
@@ -54,42 +58,6 @@ Every error is an RFC 9457 `application/problem+json` body.
 """
 
 
-async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources:
-    """Open the pool, the vector store and the models; `stack` closes them in reverse order."""
-    database = Database(settings)
-    await database.open()
-    stack.push_async_callback(database.close)
-
-    api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-    client = open_qdrant_client(settings.qdrant_url, api_key, settings.resolved_qdrant_path)
-    store = VectorStore(client, settings.collection, is_local=settings.qdrant_url is None)
-    stack.push_async_callback(store.close)
-
-    embedder = create_embedder(settings)
-    await store.ensure_collection(embedder.model_id, embedder.dim)
-    sparse = Bm25Encoder()
-    retriever = HybridRetriever(store, embedder, sparse, rrf_k=settings.rrf_k, prefetch_limit=settings.prefetch_limit)
-
-    llm = create_llm(settings)
-    if llm is not None:
-        stack.push_async_callback(llm.aclose)
-    limiter = create_rate_limiter(settings)
-    stack.push_async_callback(limiter.close)
-    resources = Resources(
-        settings=settings,
-        database=database,
-        store=store,
-        embedder=embedder,
-        sparse=sparse,
-        retriever=retriever,
-        llm=llm,
-        limiter=limiter,
-    )
-    if settings.sample_book is not None and await store.count() == 0:
-        await ingest_sample_book(resources, settings.sample_book)
-    return resources
-
-
 async def ingest_sample_book(resources: Resources, folder: Path) -> None:
     """First start: ingest the bundled user guide, so the very first question has something to find."""
     pipeline = IngestPipeline(resources.database.pool, resources.retriever, resources.embedder, resources.settings)
@@ -108,7 +76,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             try:
-                app.state.resources = await open_resources(settings, stack)
+                resources = await open_resources(settings, stack)
+                if settings.sample_book is not None and await resources.store.count() == 0:
+                    await ingest_sample_book(resources, settings.sample_book)
+                app.state.resources = resources
+                # Built now, so a generated signing secret is created (and logged) at start, not on a request.
+                app.state.token_codec = TokenCodec.from_settings(settings)
             except STARTUP_ERRORS as exc:
                 # One line that names the fix; `QuietErrorsFilter` keeps uvicorn from adding a traceback.
                 log.error("start-up failed: %s", exc)
@@ -157,5 +130,6 @@ def app_from_env() -> FastAPI:
     """Entry point for `uvicorn --factory bookchat.main:app_from_env` (what `bookchat serve` runs)."""
     settings = load_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
+    redact_values(settings.secret_values())
     logging.getLogger("uvicorn.error").addFilter(QuietErrorsFilter(STARTUP_ERRORS))
     return create_app(settings)

@@ -8,7 +8,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -33,11 +33,23 @@ _SECRET_PATTERNS = (
     (re.compile(r"(://[^:/@\s]+:)[^@/\s]+@"), r"\1***@"),
     (re.compile(r"\bAIza[0-9A-Za-z_-]{20,}"), "***"),
     (re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"), "***"),
+    (re.compile(r"\brt_[A-Za-z0-9_-]{20,}"), "rt_***"),
 )
+
+
+# The configured secrets themselves (admin token, API keys, ...), whatever they look like.
+_literal_secrets: set[str] = set()
+
+
+def redact_values(values: Iterable[str]) -> None:
+    """Also redact these exact strings from every log line (short values would redact ordinary words)."""
+    _literal_secrets.update(value for value in values if len(value) >= 8)
 
 
 def redact(text: str) -> str:
     """`text` with anything that looks like a credential replaced by `***`."""
+    for secret in _literal_secrets:
+        text = text.replace(secret, "***")
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
     return text

@@ -1,0 +1,73 @@
+"""The process-wide resources (pool, vector store, models, LLM, rate limiter), opened once and closed at exit."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bookchat.config import Settings
+from bookchat.db import Database
+from bookchat.llm.provider import LLM, create_llm
+from bookchat.retrieval.embeddings import Embedder, create_embedder
+from bookchat.retrieval.search import HybridRetriever
+from bookchat.retrieval.sparse import Bm25Encoder
+from bookchat.retrieval.store import VectorStore, open_qdrant_client
+
+if TYPE_CHECKING:
+    from bookchat.ratelimit import RateLimiter
+
+
+@dataclass
+class Resources:
+    """Everything a request may need, opened once in the app's lifespan and closed at shutdown."""
+
+    settings: Settings
+    database: Database
+    store: VectorStore
+    embedder: Embedder
+    sparse: Bm25Encoder
+    retriever: HybridRetriever
+    llm: LLM | None
+    limiter: RateLimiter
+
+
+async def open_resources(settings: Settings, stack: AsyncExitStack, *, check_collection: bool = True) -> Resources:
+    """Open the pool, the vector store and the models; `stack` closes them in reverse order.
+
+    `check_collection=False` skips creating the collection and checking its embedding model: for
+    `bookchat ingest --reindex`, which rebuilds it.
+    """
+    database = Database(settings)
+    await database.open()
+    stack.push_async_callback(database.close)
+
+    api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+    client = open_qdrant_client(settings.qdrant_url, api_key, settings.resolved_qdrant_path)
+    store = VectorStore(client, settings.collection, is_local=settings.qdrant_url is None)
+    stack.push_async_callback(store.close)
+
+    embedder = create_embedder(settings)
+    if check_collection:
+        await store.ensure_collection(embedder.model_id, embedder.dim)
+    sparse = Bm25Encoder()
+    retriever = HybridRetriever(store, embedder, sparse, rrf_k=settings.rrf_k, prefetch_limit=settings.prefetch_limit)
+
+    llm = create_llm(settings)
+    if llm is not None:
+        stack.push_async_callback(llm.aclose)
+    # Imported here: the limiter depends on auth, whose dependencies hand out these very resources.
+    from bookchat.ratelimit import create_rate_limiter
+
+    limiter = create_rate_limiter(settings)
+    stack.push_async_callback(limiter.close)
+    return Resources(
+        settings=settings,
+        database=database,
+        store=store,
+        embedder=embedder,
+        sparse=sparse,
+        retriever=retriever,
+        llm=llm,
+        limiter=limiter,
+    )
