@@ -1,0 +1,125 @@
+"""/api/auth: register, login (JSON and OAuth2 form), refresh, logout, guest tokens, claim, me."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Request, Response, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from bookchat.auth.dependencies import PrincipalDep, TokenCodecDep, UserDep
+from bookchat.auth.schemas import (
+    ClaimRequest,
+    ClaimResponse,
+    GuestRequest,
+    GuestTokenResponse,
+    LoginRequest,
+    LogoutRequest,
+    MeResponse,
+    RefreshRequest,
+    RegisterRequest,
+    TokenResponse,
+    UserOut,
+)
+from bookchat.auth.service import AuthService, TokenPair
+from bookchat.dependencies import PoolDep, SettingsDep
+from bookchat.ratelimit import get_rate_limiter, rate_limit
+
+PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+AUTH_LIMITED = [Depends(rate_limit("auth"))]
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+
+def get_auth_service(request: Request, pool: PoolDep, codec: TokenCodecDep, settings: SettingsDep) -> AuthService:
+    return AuthService(pool, codec, settings, get_rate_limiter(request))
+
+
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+
+
+def _tokens(pair: TokenPair, response: Response) -> TokenResponse:
+    # Tokens must never sit in a shared cache (RFC 6749 §5.1).
+    response.headers["Cache-Control"] = "no-store"
+    return TokenResponse(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        expires_in=pair.expires_in,
+        refresh_expires_in=pair.refresh_expires_in,
+    )
+
+
+def _user(record: object) -> UserOut:
+    return UserOut.model_validate(record, from_attributes=True)
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=AUTH_LIMITED,
+    responses={403: PROBLEM, 409: PROBLEM, 422: PROBLEM, 429: PROBLEM},
+)
+async def register(body: RegisterRequest, service: AuthServiceDep) -> UserOut:
+    """Create an account. Closed when `BOOKCHAT_ALLOW_REGISTRATION=false`.
+
+    With `guest_token`, the guest's conversations become the new account's.
+    """
+    user = await service.register(body.email, body.password, body.display_name, guest_token=body.guest_token)
+    return _user(user)
+
+
+@router.post("/login", dependencies=AUTH_LIMITED, responses={400: PROBLEM, 401: PROBLEM, 429: PROBLEM})
+async def login(body: LoginRequest, service: AuthServiceDep, response: Response) -> TokenResponse:
+    """Sign in with email and password; returns an access token and a single-use refresh token."""
+    pair = await service.login(body.email, body.password, guest_token=body.guest_token)
+    return _tokens(pair, response)
+
+
+@router.post("/token", dependencies=AUTH_LIMITED, responses={401: PROBLEM, 429: PROBLEM})
+async def token(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], service: AuthServiceDep, response: Response
+) -> TokenResponse:
+    """OAuth2 password flow (form fields `username` = email, `password`), for Swagger's *Authorize* button."""
+    pair = await service.login(form.username[:1024], form.password[:1024])
+    return _tokens(pair, response)
+
+
+@router.post("/refresh", dependencies=AUTH_LIMITED, responses={401: PROBLEM, 429: PROBLEM})
+async def refresh(body: RefreshRequest, service: AuthServiceDep, response: Response) -> TokenResponse:
+    """Exchange a refresh token for a new pair. Each refresh token works once; reusing one ends the session."""
+    return _tokens(await service.refresh(body.refresh_token), response)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, dependencies=AUTH_LIMITED, responses={429: PROBLEM})
+async def logout(body: LogoutRequest, service: AuthServiceDep) -> Response:
+    """End the session of this refresh token (or all sessions of the account). Access tokens lapse on their own."""
+    await service.logout(body.refresh_token, all_sessions=body.all_sessions)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/guest", dependencies=AUTH_LIMITED, responses={400: PROBLEM, 403: PROBLEM, 429: PROBLEM})
+async def guest(
+    service: AuthServiceDep, response: Response, body: Annotated[GuestRequest | None, Body()] = None
+) -> GuestTokenResponse:
+    """A short-lived guest token, so readers chat without an account (when `BOOKCHAT_ALLOW_ANONYMOUS=true`).
+
+    Send the previous guest token to renew it and keep the same conversations.
+    """
+    issued = service.issue_guest(body.guest_token if body else None)
+    response.headers["Cache-Control"] = "no-store"
+    return GuestTokenResponse(
+        access_token=issued.access_token, expires_in=issued.expires_in, principal_id=issued.principal_id
+    )
+
+
+@router.post("/claim", dependencies=AUTH_LIMITED, responses={400: PROBLEM, 401: PROBLEM, 403: PROBLEM})
+async def claim(body: ClaimRequest, principal: UserDep, service: AuthServiceDep) -> ClaimResponse:
+    """Move a guest's conversations to the signed-in account."""
+    return ClaimResponse(claimed=await service.claim(principal, body.guest_token))
+
+
+@router.get("/me", responses={401: PROBLEM})
+async def me(principal: PrincipalDep, service: AuthServiceDep) -> MeResponse:
+    """Who the bearer token belongs to: an account (with its profile), a guest, or the admin service token."""
+    user = await service.profile(principal)
+    return MeResponse(principal_id=principal.id, role=principal.role, user=_user(user) if user else None)

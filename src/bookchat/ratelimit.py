@@ -1,0 +1,337 @@
+"""Rate limits (the `limits` library, memory or Redis) and the cap on concurrent chat streams per principal."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import Request, Response
+from limits import RateLimitItem, parse_many
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from bookchat.auth.dependencies import Principal, PrincipalDep
+from bookchat.config import Settings
+from bookchat.edge import client_ip
+from bookchat.errors import TooManyRequests
+
+log = logging.getLogger(__name__)
+
+Rule = Literal["auth", "login_account", "chat", "search", "ip"]
+STREAM_LEASE_SECONDS = 900
+
+# Atomic across replicas: drop leases of crashed processes, then take a slot if one is free.
+_ACQUIRE_STREAM = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+class RateLimitConfigError(ValueError):
+    """A BOOKCHAT_RATE_LIMIT_* value is not a `limits` expression such as "10/minute;100/hour"."""
+
+
+@dataclass(frozen=True)
+class LimitState:
+    """Where a caller stands against the tightest limit of a rule, for the RateLimit-* headers."""
+
+    limit: int
+    remaining: int
+    reset_after: int
+    policy: str
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset_after),
+            "RateLimit-Policy": self.policy,
+        }
+
+
+def _parse(name: str, value: str) -> list[RateLimitItem]:
+    try:
+        items = parse_many(value)
+    except ValueError:
+        raise RateLimitConfigError(
+            f"BOOKCHAT_RATE_LIMIT_{name.upper()}: {value!r} is not like '10/minute;100/hour'"
+        ) from None
+    if not items:
+        raise RateLimitConfigError(f"BOOKCHAT_RATE_LIMIT_{name.upper()}: empty")
+    return items
+
+
+def _policy(items: list[RateLimitItem]) -> str:
+    return ", ".join(f"{item.amount};w={item.get_expiry()}" for item in items)
+
+
+class RateLimiter:
+    """Moving-window limits per rule and identifier; shared by all replicas when Redis is configured."""
+
+    def __init__(self, settings: Settings, *, storage: Storage | None = None) -> None:
+        self.enabled = settings.rate_limit_enabled
+        self.rules: dict[str, list[RateLimitItem]] = {
+            "auth": _parse("auth", settings.rate_limit_auth),
+            "login_account": _parse("login_account", settings.rate_limit_login_account),
+            "chat": _parse("chat", settings.rate_limit_chat),
+            "search": _parse("search", settings.rate_limit_search),
+            "ip": _parse("ip", settings.rate_limit_ip),
+        }
+        self.prefix = settings.rate_limit_prefix
+        self.max_streams = settings.max_concurrent_streams
+        self._redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+        if storage is None:
+            if self._redis_url:
+                storage = RedisStorage(
+                    self._redis_url,
+                    implementation="redispy",
+                    key_prefix=self.prefix,
+                    wrap_exceptions=True,
+                )
+            else:
+                storage = MemoryStorage()
+        self.storage = storage
+        self.strategy = MovingWindowRateLimiter(storage)
+        self._streams: dict[str, int] = {}
+        self._redis: Any = None
+        self._last_storage_warning = 0.0
+
+    @property
+    def shared(self) -> bool:
+        return self._redis_url is not None
+
+    async def hit(self, rule: Rule, *identifiers: str) -> LimitState:
+        """Count one request; raise TooManyRequests (with Retry-After and RateLimit-*) when over a limit."""
+        items = self.rules[rule]
+        if not self.enabled:
+            return LimitState(items[0].amount, items[0].amount, 0, _policy(items))
+        try:
+            tightest: LimitState | None = None
+            for item in items:
+                allowed = await self.strategy.hit(item, rule, *identifiers)
+                state = await self._state(item, items, rule, identifiers)
+                if not allowed:
+                    raise self._refusal(state, rule)
+                if tightest is None or state.remaining < tightest.remaining:
+                    tightest = state
+        except TooManyRequests:
+            raise
+        except Exception as exc:  # a limiter outage must not take the API down with it
+            self._warn_storage(exc)
+            return LimitState(items[0].amount, items[0].amount, 0, _policy(items))
+        assert tightest is not None
+        return tightest
+
+    async def check(self, rule: Rule, *identifiers: str) -> None:
+        """Raise TooManyRequests if the budget is already spent, without spending any (login failure budget)."""
+        if not self.enabled:
+            return
+        items = self.rules[rule]
+        try:
+            for item in items:
+                if not await self.strategy.test(item, rule, *identifiers):
+                    raise self._refusal(await self._state(item, items, rule, identifiers), rule)
+        except TooManyRequests:
+            raise
+        except Exception as exc:
+            self._warn_storage(exc)
+
+    async def spend(self, rule: Rule, *identifiers: str) -> None:
+        """Count one event without refusing anything now (e.g. a failed login, refused on the next try)."""
+        if not self.enabled:
+            return
+        try:
+            for item in self.rules[rule]:
+                await self.strategy.hit(item, rule, *identifiers)
+        except Exception as exc:
+            self._warn_storage(exc)
+
+    async def reset(self) -> None:
+        """Forget all counters (tests, and `bookchat` maintenance)."""
+        await self.storage.reset()
+
+    async def _state(
+        self, item: RateLimitItem, items: list[RateLimitItem], rule: str, identifiers: tuple[str, ...]
+    ) -> LimitState:
+        stats = await self.strategy.get_window_stats(item, rule, *identifiers)
+        reset_after = max(1, math.ceil(stats.reset_time - time.time()))
+        return LimitState(item.amount, max(0, stats.remaining), reset_after, _policy(items))
+
+    def _refusal(self, state: LimitState, rule: str) -> TooManyRequests:
+        refused = LimitState(state.limit, 0, state.reset_after, state.policy)
+        return TooManyRequests(
+            f"Too many requests; retry in {state.reset_after} s.",
+            headers={"Retry-After": str(state.reset_after), **refused.headers()},
+            code="rate-limited",
+        )
+
+    def _warn_storage(self, exc: Exception) -> None:
+        # Fail open, loudly but not on every request: an unreachable Redis should page, not flood the log.
+        now = time.monotonic()
+        if now - self._last_storage_warning > 60:
+            self._last_storage_warning = now
+            log.warning("rate-limit storage unavailable, limits not enforced: %s", type(exc).__name__)
+
+    @asynccontextmanager
+    async def stream_slot(self, principal_id: str) -> AsyncIterator[None]:
+        """Hold one of the principal's MAX_CONCURRENT_STREAMS slots for the duration of a stream."""
+        release = await self.acquire_stream(principal_id)
+        try:
+            yield
+        finally:
+            await release()
+
+    async def acquire_stream(self, principal_id: str) -> Callable[[], Awaitable[None]]:
+        """Take a stream slot now (429 when none is free); call the returned `release()` when the stream ends.
+
+        For StreamingResponse: acquire before returning the response (a 429 cannot be sent once streaming),
+        release in the generator's `finally`.
+        """
+        if not self.enabled:
+            return _no_release
+        refusal = TooManyRequests(
+            f"At most {self.max_streams} answers may stream at once; wait for one to finish.",
+            headers={"Retry-After": "5"},
+            code="too-many-streams",
+        )
+        if self._redis_url:
+            try:
+                return _once(await self._acquire_stream_redis(principal_id, refusal))
+            except TooManyRequests:
+                raise
+            except Exception as exc:
+                self._warn_storage(exc)
+        if self._streams.get(principal_id, 0) >= self.max_streams:
+            raise refusal
+        self._streams[principal_id] = self._streams.get(principal_id, 0) + 1
+
+        async def release() -> None:
+            left = self._streams.get(principal_id, 1) - 1
+            if left <= 0:
+                self._streams.pop(principal_id, None)
+            else:
+                self._streams[principal_id] = left
+
+        return _once(release)
+
+    async def _acquire_stream_redis(self, principal_id: str, refusal: TooManyRequests) -> Callable[[], Awaitable[None]]:
+        url = self._redis_url or ""
+        if self._redis is None:
+            import redis.asyncio as redis_asyncio
+
+            self._redis = redis_asyncio.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        key = f"{self.prefix}:streams:{principal_id}"
+        slot = uuid.uuid4().hex
+        now = time.time()
+        acquired = await self._redis.eval(
+            _ACQUIRE_STREAM, 1, key, now, now + STREAM_LEASE_SECONDS, self.max_streams, slot, STREAM_LEASE_SECONDS
+        )
+        if not acquired:
+            raise refusal
+        client = self._redis
+
+        async def release() -> None:
+            try:
+                await client.zrem(key, slot)
+            except Exception as exc:  # the lease expires by itself
+                self._warn_storage(exc)
+
+        return release
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+
+async def _no_release() -> None:
+    return None
+
+
+def _once(release: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """A release that frees its slot once, however often a careless caller awaits it."""
+    done = False
+
+    async def release_once() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            await release()
+
+    return release_once
+
+
+def create_rate_limiter(settings: Settings) -> RateLimiter:
+    """The limiter for `Resources.limiter`; raises RateLimitConfigError on a bad BOOKCHAT_RATE_LIMIT_*."""
+    return RateLimiter(settings)
+
+
+def get_rate_limiter(request: Request) -> RateLimiter:
+    """`Resources.limiter` when the lifespan set one, else one built lazily for this app."""
+    resources = getattr(request.app.state, "resources", None)
+    limiter = getattr(resources, "limiter", None)
+    if isinstance(limiter, RateLimiter):
+        return limiter
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    if not isinstance(limiter, RateLimiter):
+        limiter = RateLimiter(request.app.state.settings)
+        request.app.state.rate_limiter = limiter
+    return limiter
+
+
+async def enforce_rate_limit(
+    request: Request, rule: Literal["chat", "search"], principal: Principal, response: Response | None = None
+) -> LimitState:
+    """Charge one request to the principal (rule) and to the client IP; for routers with their own auth."""
+    limiter = get_rate_limiter(request)
+    # The admin service token is a CI credential: it is not throttled like a reader.
+    if principal.is_service:
+        return LimitState(0, 0, 0, "")
+    # The principal first: a request its own budget refuses does not also eat the shared IP budget.
+    state = await limiter.hit(rule, principal.id)
+    ip_state = await limiter.hit("ip", client_ip(request))
+    tightest = state if state.remaining <= ip_state.remaining else ip_state
+    if response is not None:
+        response.headers.update(tightest.headers())
+    return tightest
+
+
+def rate_limit(rule: Literal["auth", "chat", "search"]) -> Callable[..., Awaitable[None]]:
+    """A dependency for `dependencies=[Depends(rate_limit("chat"))]`: 429 problem+json when over the limit.
+
+    "auth" counts per client IP (no principal needed); "chat" and "search" count per principal and per IP,
+    and authenticate the caller (the result is cached by FastAPI, so the route's own auth costs nothing more).
+    """
+    if rule == "auth":
+
+        async def limit_by_ip(request: Request, response: Response) -> None:
+            state = await get_rate_limiter(request).hit("auth", client_ip(request))
+            response.headers.update(state.headers())
+
+        return limit_by_ip
+
+    async def limit_principal(request: Request, response: Response, principal: PrincipalDep) -> None:
+        await enforce_rate_limit(request, rule, principal, response)
+
+    return limit_principal
+
+
+@asynccontextmanager
+async def stream_slot(request: Request, principal: Principal) -> AsyncIterator[None]:
+    """`async with stream_slot(request, principal):` around a stream; 429 "too-many-streams" when all are busy."""
+    async with get_rate_limiter(request).stream_slot(principal.id):
+        yield
+
+
+async def acquire_stream_slot(request: Request, principal: Principal) -> Callable[[], Awaitable[None]]:
+    """Take a stream slot before building a StreamingResponse; await the returned release() in its finally."""
+    return await get_rate_limiter(request).acquire_stream(principal.id)
