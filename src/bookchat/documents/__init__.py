@@ -1,0 +1,1 @@
+"""Documents: loaders, chunking, the idempotent ingestion pipeline and the admin documents API."""

@@ -1,0 +1,67 @@
+"""Markdown helpers shared by the loaders and the chunker: code fences, inline text and heading ids."""
+
+from __future__ import annotations
+
+import html
+import re
+
+FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+
+
+def fence_closes(line: str, fence: str) -> bool:
+    """Whether `line` closes a code block opened by `fence` (same character, at least as long)."""
+    stripped = line.strip()
+    return len(stripped) >= len(fence) and stripped[0] == fence[0] and stripped == fence[0] * len(stripped)
+
+
+def open_fence(line: str) -> str | None:
+    """The fence string if `line` opens a fenced code block, else None."""
+    match = FENCE_OPEN.match(line)
+    if match is None:
+        return None
+    fence = match.group("fence")
+    # A backtick fence's info string may not contain backticks (CommonMark), else it is inline code.
+    if fence[0] == "`" and "`" in match.group("info"):
+        return None
+    return fence
+
+
+_CUSTOM_ID = re.compile(r"^(?P<text>.*?)\s*\{#(?P<id>[\w-]+)\}$")
+_CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
+
+
+def _inline_plain(text: str) -> str:
+    text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", text)
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
+    text = re.sub(r"\[([^\]]*)\]\[[^\]]*\]", r"\1", text)
+    text = re.sub(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1", r"\2", text)
+    text = re.sub(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])", r"\1", text)
+    text = re.sub(r"(?<![\w_])_(?=\S)(.+?)(?<=\S)_(?![\w_])", r"\1", text)
+    text = re.sub(r"~~(.+?)~~", r"\1", text)
+    text = re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text)
+    return html.unescape(text)
+
+
+def markdown_inline_text(text: str) -> str:
+    """Inline Markdown to its plain text (what mdast's toString gives): code, emphasis and links unwrapped."""
+    parts: list[str] = []
+    last = 0
+    for match in _CODE_SPAN.finditer(text):
+        parts.append(_inline_plain(text[last : match.start()]))
+        code = match.group(2)
+        # CommonMark strips one space from each side of a code span padded on both sides.
+        if len(code) > 2 and code.startswith(" ") and code.endswith(" ") and code.strip():
+            code = code[1:-1]
+        parts.append(code)
+        last = match.end()
+    parts.append(_inline_plain(text[last:]))
+    return re.sub(r"\s+", " ", "".join(parts)).strip()
+
+
+def heading_text(raw: str) -> tuple[str, str | None]:
+    """A heading's plain text and its explicit `{#custom-id}`, which is removed from the text."""
+    raw = raw.strip()
+    match = _CUSTOM_ID.match(raw)
+    if match is not None:
+        return markdown_inline_text(match.group("text")), match.group("id")
+    return markdown_inline_text(raw), None

@@ -1,0 +1,205 @@
+"""Documents service: upload validation, listing with cursors, deletion and rebuilds, with HTTP-meaningful errors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import Depends
+
+from bookchat.config import Settings
+from bookchat.dependencies import ResourcesDep
+from bookchat.documents import repository as repo
+from bookchat.documents.ingest import DocumentInput, IngestBusy, IngestPipeline, IngestSummary
+from bookchat.documents.loaders import UnsupportedDocument, detect_format
+from bookchat.documents.repository import DocumentRow
+from bookchat.documents.schemas import (
+    DocumentOut,
+    DocumentPage,
+    IngestedDocument,
+    IngestResponse,
+    InvalidSourcePath,
+    normalise_source_path,
+)
+from bookchat.errors import (
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    UnprocessableContent,
+    UnsupportedMediaType,
+)
+from bookchat.retrieval.embeddings import EmbeddingError
+from bookchat.retrieval.store import VectorStoreError
+
+SUPPORTED = ".md, .mdx, .markdown, .html, .htm, .txt, .pdf"
+
+
+def get_ingest_pipeline(resources: ResourcesDep) -> IngestPipeline:
+    """The ingestion pipeline over the app's pool, retriever and embedder."""
+    return IngestPipeline(resources.database.pool, resources.retriever, resources.embedder, resources.settings)
+
+
+PipelineDep = Annotated[IngestPipeline, Depends(get_ingest_pipeline)]
+
+
+def check_size(name: str, size: int, settings: Settings) -> None:
+    if size > settings.max_upload_bytes:
+        raise PayloadTooLarge(
+            f"{name} is {size} bytes; the limit is {settings.max_upload_bytes} (BOOKCHAT_MAX_UPLOAD_BYTES)"
+        )
+
+
+def upload_input(filename: str | None, content_type: str | None, data: bytes, settings: Settings) -> DocumentInput:
+    """A validated upload: a safe relative path, a type bookchat reads (415 otherwise), within the size limit."""
+    if not filename:
+        raise UnprocessableContent("every uploaded file needs a file name (it decides the document's path)")
+    try:
+        source_path = normalise_source_path(filename)
+    except InvalidSourcePath as exc:
+        raise UnprocessableContent(f"{filename!r}: {exc}") from exc
+    check_size(source_path, len(data), settings)
+    fmt = detect_format(source_path, content_type)
+    if fmt is None:
+        raise UnsupportedMediaType(
+            f"{source_path}: unsupported type {content_type or 'unknown'}; bookchat reads {SUPPORTED}"
+        )
+    if not data.strip():
+        raise UnprocessableContent(f"{source_path}: the file is empty")
+    return DocumentInput(source_path, data, content_type=content_type, fmt=fmt)
+
+
+def json_input(source_path: str, content: str, title: str | None, url: str | None, settings: Settings) -> DocumentInput:
+    data = content.encode("utf-8")
+    check_size(source_path, len(data), settings)
+    fmt = detect_format(source_path)
+    if fmt is None or fmt == "pdf":
+        raise UnsupportedMediaType(
+            f"{source_path}: JSON uploads take text documents (.md, .mdx, .html, .txt); send PDFs as multipart"
+        )
+    if not content.strip():
+        raise UnprocessableContent(f"{source_path}: the content is blank")
+    return DocumentInput(source_path, data, title=title, url=url, fmt=fmt)
+
+
+async def ingest(pipeline: IngestPipeline, items: Sequence[DocumentInput]) -> IngestSummary:
+    """Ingest validated uploads; loader, lock and backend failures become problem responses."""
+    paths = [item.source_path for item in items]
+    if len(set(paths)) != len(paths):
+        raise UnprocessableContent("two uploaded files have the same path")
+    try:
+        return await pipeline.ingest_documents(items)
+    except UnsupportedDocument as exc:
+        if exc.reason == "invalid":
+            raise UnprocessableContent(str(exc), code="unreadable-document") from exc
+        raise UnsupportedMediaType(str(exc)) from exc
+    except IngestBusy as exc:
+        raise Conflict(str(exc), code="ingestion-running", headers={"Retry-After": "10"}) from exc
+    except (EmbeddingError, VectorStoreError) as exc:
+        raise ServiceUnavailable(
+            f"the document could not be indexed ({type(exc).__name__}); nothing was kept, try again",
+            code="index-unavailable",
+        ) from exc
+
+
+async def reindex(pipeline: IngestPipeline) -> IngestSummary:
+    try:
+        return await pipeline.reindex()
+    except IngestBusy as exc:
+        raise Conflict(str(exc), code="ingestion-running", headers={"Retry-After": "10"}) from exc
+    except (EmbeddingError, VectorStoreError) as exc:
+        raise ServiceUnavailable(
+            f"the rebuild failed ({type(exc).__name__}); rerun it, or `bookchat ingest PATH --reindex`",
+            code="index-unavailable",
+        ) from exc
+
+
+def summary_response(summary: IngestSummary) -> IngestResponse:
+    return IngestResponse(
+        run_id=summary.run_id,
+        added=summary.added,
+        updated=summary.updated,
+        unchanged=summary.unchanged,
+        removed=summary.removed,
+        chunks=summary.chunks,
+        seconds=round(summary.seconds, 3),
+        documents=[
+            IngestedDocument(
+                id=UUID(item.document_id), source_path=item.source_path, outcome=item.outcome, chunks=item.chunks
+            )
+            for item in summary.documents
+            if item.outcome != "skipped"
+        ],
+    )
+
+
+def document_out(row: DocumentRow) -> DocumentOut:
+    return DocumentOut(
+        id=row.id,
+        source_path=row.source_path,
+        title=row.title,
+        url=row.url,
+        status=row.status,
+        chunk_count=row.chunk_count,
+        embedding_model=row.embedding_model,
+        content_hash=row.content_hash,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def encode_cursor(row: DocumentRow) -> str:
+    raw = json.dumps([row.source_path, str(row.id)], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, UUID]:
+    """The keyset a cursor stands for; a cursor that was not made by `encode_cursor` is a 422."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        source_path, document_id = json.loads(raw)
+        if not isinstance(source_path, str):
+            raise TypeError("source path")
+        return source_path, UUID(str(document_id))
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise UnprocessableContent(
+            "invalid cursor: pass back a `next_cursor` unchanged", code="invalid-cursor"
+        ) from exc
+
+
+async def list_documents(
+    pipeline: IngestPipeline, *, limit: int, cursor: str | None, prefix: str | None
+) -> DocumentPage:
+    after = decode_cursor(cursor) if cursor else None
+    async with pipeline.pool.acquire() as conn:
+        rows = await repo.page(conn, pipeline.collection, limit=limit + 1, after=after, prefix=prefix)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return DocumentPage(
+        items=[document_out(row) for row in rows], next_cursor=encode_cursor(rows[-1]) if more and rows else None
+    )
+
+
+async def get_document(pipeline: IngestPipeline, document_id: UUID) -> DocumentOut:
+    async with pipeline.pool.acquire() as conn:
+        row = await repo.get(conn, pipeline.collection, document_id)
+    if row is None:
+        raise NotFound(f"no document {document_id}")
+    return document_out(row)
+
+
+async def delete_document(pipeline: IngestPipeline, document_id: UUID) -> None:
+    try:
+        deleted = await pipeline.delete_document(document_id)
+    except IngestBusy as exc:
+        raise Conflict(str(exc), code="ingestion-running", headers={"Retry-After": "10"}) from exc
+    except VectorStoreError as exc:
+        raise ServiceUnavailable(
+            "the search index is unavailable; the document was kept", code="index-unavailable"
+        ) from exc
+    if not deleted:
+        raise NotFound(f"no document {document_id}")
