@@ -5,14 +5,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bookchat.config import settings_reference
+import pytest
+
+from bookchat.config import SETTINGS_TABLE_FILES, settings_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = re.compile(r"<!-- settings-table:start -->\n(.*?)<!-- settings-table:end -->", re.S)
 
 
-def test_readme_settings_table_matches_settings() -> None:
-    readme = (ROOT / "README.md").read_text()
-    found = TABLE.search(readme)
-    assert found, "README.md lost its settings-table markers"
+@pytest.mark.parametrize("name", SETTINGS_TABLE_FILES)
+def test_settings_tables_match_settings(name: str) -> None:
+    text = (ROOT / name).read_text()
+    found = TABLE.search(text)
+    assert found, f"{name} lost its settings-table markers"
     assert found.group(1).strip() == settings_reference(), "regenerate with: python -m bookchat.config"

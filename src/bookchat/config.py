@@ -260,8 +260,11 @@ def settings_reference() -> str:
     return "\n".join(rows)
 
 
+SETTINGS_TABLE_FILES = ("README.md", "docs/configuration.md")
+
+
 def _write_settings_reference(readme: Path) -> None:
-    """Replace the table between the README's settings-table markers."""
+    """Replace the table between the settings-table markers of `readme`."""
     start, end = "<!-- settings-table:start -->", "<!-- settings-table:end -->"
     text = readme.read_text(encoding="utf-8")
     head, rest = text.split(start, 1)
@@ -269,5 +272,6 @@ def _write_settings_reference(readme: Path) -> None:
     readme.write_text(f"{head}{start}\n{settings_reference()}\n{end}{tail}", encoding="utf-8")
 
 
-if __name__ == "__main__":  # `python -m bookchat.config` regenerates the README's table
-    _write_settings_reference(Path("README.md"))
+if __name__ == "__main__":  # `python -m bookchat.config` regenerates the tables of the README and the guide
+    for name in SETTINGS_TABLE_FILES:
+        _write_settings_reference(Path(name))
