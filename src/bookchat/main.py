@@ -61,10 +61,14 @@ Every error is an RFC 9457 `application/problem+json` body.
 async def ingest_sample_book(resources: Resources, folder: Path) -> None:
     """First start: ingest the bundled user guide, so the very first question has something to find."""
     pipeline = IngestPipeline(resources.database.pool, resources.retriever, resources.embedder, resources.settings)
-    summary = await pipeline.ingest_paths([folder])
+    # Without a public site, citations link to the copy of the guide this app serves under /guide.
+    summary = await pipeline.ingest_paths([folder], base_url=resources.settings.public_base_url or SAMPLE_BOOK_BASE_URL)
     log.info(
         "sample book ingested", extra={"folder": str(folder), "documents": summary.added, "chunks": summary.chunks}
     )
+
+
+SAMPLE_BOOK_BASE_URL = "/guide"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
