@@ -93,9 +93,7 @@ async def test_wrong_method_is_405_problem(probe: httpx.AsyncClient) -> None:
 
 
 async def test_malformed_json_is_400_problem(probe: httpx.AsyncClient) -> None:
-    response = await probe.post(
-        "/test/echo", content=b'{"text": ', headers={"content-type": "application/json"}
-    )
+    response = await probe.post("/test/echo", content=b'{"text": ', headers={"content-type": "application/json"})
     body = assert_problem(response, 400)
     assert body["code"] == "malformed-json"
 
@@ -109,9 +107,7 @@ async def test_wrong_types_are_422_with_field_errors(probe: httpx.AsyncClient) -
 
 
 async def test_oversized_body_is_413_by_content_length(probe: httpx.AsyncClient) -> None:
-    response = await probe.post(
-        "/test/echo", content=b"x" * 4096, headers={"content-type": "application/json"}
-    )
+    response = await probe.post("/test/echo", content=b"x" * 4096, headers={"content-type": "application/json"})
     assert_problem(response, 413)
 
 

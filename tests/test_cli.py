@@ -26,17 +26,13 @@ def test_a_bad_database_url_is_one_line_naming_the_variable() -> None:
 
 
 def test_several_workers_need_a_qdrant_server() -> None:
-    result = runner.invoke(
-        app, ["serve", "--workers", "2"], env={"BOOKCHAT_DATABASE_URL": "postgresql://x@y/z"}
-    )
+    result = runner.invoke(app, ["serve", "--workers", "2"], env={"BOOKCHAT_DATABASE_URL": "postgresql://x@y/z"})
     assert result.exit_code == 2
     assert "BOOKCHAT_QDRANT_URL" in result.output
 
 
 def test_migrate_reports_an_unreachable_database_in_one_line() -> None:
-    result = runner.invoke(
-        app, ["migrate"], env={"BOOKCHAT_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"}
-    )
+    result = runner.invoke(app, ["migrate"], env={"BOOKCHAT_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"})
     assert result.exit_code == 1
     assert "cannot connect to PostgreSQL" in result.output
     assert "Traceback" not in result.output

@@ -16,9 +16,7 @@ def test_defaults_need_nothing_configured(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.resolved_qdrant_path == settings.data_dir / "qdrant"
 
 
-@pytest.mark.parametrize(
-    "raw", ['["https://a.example", "https://b.example"]', "https://a.example, https://b.example"]
-)
+@pytest.mark.parametrize("raw", ['["https://a.example", "https://b.example"]', "https://a.example, https://b.example"])
 def test_list_settings_accept_json_or_commas(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
     monkeypatch.setenv("BOOKCHAT_CORS_ORIGINS", raw)
     assert load_settings(_env_file=None).cors_origins == ["https://a.example", "https://b.example"]
@@ -44,9 +42,7 @@ def test_gemini_api_key_selects_gemini(monkeypatch: pytest.MonkeyPatch) -> None:
         ("BOOKCHAT_API_KEYS", "[not json", "JSON array"),
     ],
 )
-def test_bad_values_name_the_variable(
-    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
-) -> None:
+def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError) as caught:
         load_settings(_env_file=None)

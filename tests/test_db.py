@@ -45,9 +45,7 @@ async def test_concurrent_migrations_apply_each_version_once(empty_database: str
         assert len(rows) == len(load_migrations())
         tables = {
             row["tablename"]
-            for row in await connections[0].fetch(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-            )
+            for row in await connections[0].fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         }
         expected = {
             "users",

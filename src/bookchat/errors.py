@@ -12,9 +12,7 @@ class BookchatError(Exception):
     title: str = "Internal Server Error"
     code: str = "internal"
 
-    def __init__(
-        self, detail: str, *, headers: Mapping[str, str] | None = None, code: str | None = None
-    ) -> None:
+    def __init__(self, detail: str, *, headers: Mapping[str, str] | None = None, code: str | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.headers = dict(headers or {})
@@ -29,9 +27,7 @@ class BadRequest(BookchatError):
 class Unauthorized(BookchatError):
     status, title, code = 401, "Unauthorized", "unauthorized"
 
-    def __init__(
-        self, detail: str, *, headers: Mapping[str, str] | None = None, code: str | None = None
-    ) -> None:
+    def __init__(self, detail: str, *, headers: Mapping[str, str] | None = None, code: str | None = None) -> None:
         super().__init__(detail, headers={"WWW-Authenticate": "Bearer", **(headers or {})}, code=code)
 
 

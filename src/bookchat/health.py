@@ -69,9 +69,7 @@ async def ready(resources: ResourcesDep) -> JSONResponse:
     """
     settings = resources.settings
     results = await asyncio.gather(
-        _probe(
-            "postgres", resources.database.ping(), f"SELECT 1 answered by {resources.database.description}"
-        ),
+        _probe("postgres", resources.database.ping(), f"SELECT 1 answered by {resources.database.description}"),
         _probe("qdrant", resources.store.ping(), resources.store.description),
     )
     checks = dict(results)

@@ -1,0 +1,540 @@
+"""Chat streaming benchmark: time to the first SSE delta and streams/s of POST /api/chat vs a bare relay.
+
+Three servers run as separate processes on loopback: the fake OpenAI-compatible LLM (answers instantly,
+~30 word chunks), bookchat (one uvicorn worker: JWT auth, PostgreSQL writes, hybrid search on a small
+corpus, the Agents SDK, citation rewriting) and the floor — a bare FastAPI endpoint that only relays the
+same fake LLM stream as SSE. This process is the load generator. Each level (1 and 32 concurrent
+streams) is measured against both targets in the same run; the table shows both and their ratios.
+
+    .venv/bin/python bench/chat.py                    # PostgreSQL from BOOKCHAT_TEST_DATABASE_URL, or embedded
+    .venv/bin/python bench/chat.py --streams 200 --concurrent-streams 960
+
+Writes bench/results/chat-<time>.json. Targets (issue 4): p50 at 1 stream at most 25 ms above the relay;
+at 32 streams p99 ≤ 2.5x the relay's and throughput ≥ 0.4x the relay's; no errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import itertools
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+import uvloop
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+JWT_SECRET = "bench-jwt-secret-0123456789abcdef0123456789"  # noqa: S105 - a throw-away test secret
+# The relay asks the fake for the same reply bookchat gets: a prompt that numbers a passage.
+RELAY_PROMPT = '<passages>\n<passage id="1">text</passage>\n</passages>\n\nQuestion?'
+TARGETS = {
+    "p50_ms_over_relay_at_1": 25.0,
+    "p99_ratio_at_32": 2.5,
+    "throughput_ratio_at_32": 0.4,
+}
+
+
+# ------------------------------------------------------------------------------------------ servers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def corpus_passages() -> list[Any]:
+    """Paragraphs of the project's docs as passages (a small but real book), plus a few fixed ones."""
+    from bookchat.retrieval.search import Passage, chunk_point_id
+
+    passages = []
+    sources = sorted((ROOT / "docs").glob("**/*.md")) or []
+    for path in sources:
+        document_id = str(uuid.uuid5(uuid.NAMESPACE_URL, "bookchat-bench:" + str(path.relative_to(ROOT))))
+        paragraphs = [p.strip() for p in path.read_text(encoding="utf-8").split("\n\n") if len(p.strip()) > 80]
+        for index, text in enumerate(paragraphs):
+            passages.append(
+                Passage(
+                    chunk_id=chunk_point_id(document_id, index),
+                    document_id=document_id,
+                    chunk_index=index,
+                    source_path=str(path.relative_to(ROOT)),
+                    title=path.stem,
+                    url=f"https://book.example.org/{path.stem}",
+                    heading_path=(path.stem,),
+                    text=text,
+                )
+            )
+    document_id = str(uuid.uuid5(uuid.NAMESPACE_URL, "bookchat-bench:fixed"))
+    for index in range(20):
+        passages.append(
+            Passage(
+                chunk_id=chunk_point_id(document_id, index),
+                document_id=document_id,
+                chunk_index=index,
+                source_path="fixed.md",
+                title="Logging",
+                url="https://book.example.org/logging",
+                heading_path=("Operations", "Logging"),
+                text=f"Section {index}: bookchat writes one JSON log line per request and redacts secrets, "
+                "API keys and bearer tokens before a line is written; the selected text is logged by length only.",
+            )
+        )
+    return passages
+
+
+async def serve_bookchat(port: int) -> None:
+    """Role `bookchat`: the real app (settings from the environment), a small corpus indexed, one worker."""
+    from bookchat.config import load_settings
+    from bookchat.main import create_app
+    from bookchat.observability import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, json_lines=True)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        await app.state.resources.retriever.index_passages(corpus_passages())
+        config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False, timeout_keep_alive=30)
+        server = _Server(config)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, lambda: setattr(server, "should_exit", True))
+        profile_to = os.environ.get("BOOKCHAT_BENCH_PROFILE")
+        profiler = cProfile.Profile() if profile_to else None
+        if profiler is not None:
+            profiler.enable()
+        print("READY", flush=True)
+        try:
+            await server.serve(sockets=[_listen(port)])
+        finally:
+            if profiler is not None and profile_to:
+                profiler.disable()
+                profiler.dump_stats(profile_to)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after shutting down, which would kill the process before the profile is saved;
+    this server leaves signals to the caller."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def relay_app(llm_url: str) -> Any:
+    """Role `relay`: the floor — authless FastAPI that streams the fake LLM's deltas straight out as SSE."""
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+    from openai import AsyncOpenAI
+
+    app = FastAPI()
+    client = AsyncOpenAI(base_url=llm_url, api_key="bench", max_retries=0)
+
+    @app.post("/relay")
+    async def relay() -> StreamingResponse:
+        stream = await client.chat.completions.create(
+            model="fake-model", messages=[{"role": "user", "content": RELAY_PROMPT}], stream=True
+        )
+
+        async def events() -> AsyncIterator[bytes]:
+            async for chunk in stream:
+                for choice in chunk.choices:
+                    if choice.delta.content:
+                        yield b"event: delta\ndata: " + json.dumps({"text": choice.delta.content}).encode() + b"\n\n"
+            yield b"event: done\ndata: {}\n\n"
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+
+    return app
+
+
+async def serve_relay(port: int, llm_url: str) -> None:
+    config = uvicorn.Config(relay_app(llm_url), lifespan="off", log_config=None, access_log=False)
+    print("READY", flush=True)
+    await uvicorn.Server(config).serve(sockets=[_listen(port)])
+
+
+def _listen(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(1024)
+    return sock
+
+
+@dataclass
+class Child:
+    pid: int
+    line: str
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU this process has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str], log: Path, ready: str) -> Iterator[Child]:
+    """Start a child process, wait for its `ready` line on stdout, yield it, stop it at the end."""
+    with log.open("w") as stderr:
+        child = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        try:
+            assert child.stdout is not None
+            deadline = time.monotonic() + 180
+            while True:
+                line = child.stdout.readline()
+                if line.startswith(ready):
+                    break
+                if (not line and child.poll() is not None) or time.monotonic() > deadline:
+                    raise RuntimeError(f"{args[1:3]} did not start; see {log}")
+            yield Child(child.pid, line.strip())
+        finally:
+            child.terminate()
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+# ------------------------------------------------------------------------------------------ load
+
+
+@dataclass
+class Level:
+    target: str
+    concurrency: int
+    streams: int
+    errors: int
+    seconds: float
+    streams_per_second: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    server_cpu_ms_per_stream: float = 0.0
+    fake_cpu_ms_per_stream: float = 0.0
+    # From bookchat's own "chat turn" log lines: question stored + passages found, and first delta ready.
+    server_prepare_p50_ms: float | None = None
+    server_first_delta_p50_ms: float | None = None
+
+
+_counter = itertools.count()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
+    return ordered[rank]
+
+
+QUESTIONS = [
+    "How does bookchat keep secrets out of the logs?",
+    "Which headers does the API add for security?",
+    "How is the Docusaurus widget embedded in a page?",
+    "What happens when the rate limit is exceeded?",
+    "How are API keys configured for the OpenAI-compatible endpoint?",
+    "Where does the chat widget send its requests?",
+    "How does the service log a request?",
+    "What does the admin token allow?",
+]
+
+
+def chat_body(number: int) -> dict[str, Any]:
+    # Distinct questions (no two equal), so no layer can answer from a cache of identical requests.
+    return {"message": f"{QUESTIONS[number % len(QUESTIONS)]} (reader {number})", "stream": True}
+
+
+async def one_stream(http: httpx.AsyncClient, path: str, body: dict[str, Any] | None) -> float | None:
+    """Seconds from sending the request to receiving the first `delta` event; None when the stream failed."""
+    started = time.perf_counter()
+    first: float | None = None
+    buffer = b""
+    if body is None:
+        body = chat_body(next(_counter))
+    async with http.stream("POST", path, json=body) as response:
+        if response.status_code != 200:
+            await response.aread()
+            return None
+        async for chunk in response.aiter_raw():
+            buffer += chunk
+            if first is None and b"event: delta" in buffer:
+                first = time.perf_counter() - started
+    if b"event: done" not in buffer or b"event: error" in buffer:
+        return None
+    return first
+
+
+async def run_level(
+    base_url: str,
+    target: str,
+    path: str,
+    body: dict[str, Any] | None,
+    headers: dict[str, str],
+    concurrency: int,
+    streams: int,
+) -> Level:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=60, limits=limits) as http:
+        for _ in range(min(10, streams)):  # warm-up: connections, caches, JIT-less but lazy imports
+            await one_stream(http, path, body)
+        latencies: list[float] = []
+        errors = 0
+        remaining = streams
+
+        async def worker() -> None:
+            nonlocal remaining, errors
+            while remaining > 0:
+                remaining -= 1
+                try:
+                    result = await one_stream(http, path, body)
+                except httpx.HTTPError:
+                    result = None
+                if result is None:
+                    errors += 1
+                else:
+                    latencies.append(result)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+    ms = [value * 1000 for value in latencies]
+    return Level(
+        target=target,
+        concurrency=concurrency,
+        streams=streams,
+        errors=errors,
+        seconds=round(seconds, 3),
+        streams_per_second=round(len(latencies) / seconds, 1),
+        p50_ms=round(percentile(ms, 50), 1),
+        p90_ms=round(percentile(ms, 90), 1),
+        p99_ms=round(percentile(ms, 99), 1),
+        mean_ms=round(statistics.fmean(ms), 1) if ms else float("nan"),
+    )
+
+
+def turn_log(path: Path, offset: int) -> dict[str, list[float]]:
+    """Timings of the "chat turn" lines bookchat logged after `offset` (JSON lines on its stderr)."""
+    values: dict[str, list[float]] = {"prepare_ms": [], "first_delta_ms": []}
+    with path.open() as log:
+        log.seek(offset)
+        for line in log:
+            if '"chat turn"' not in line:
+                continue
+            entry = json.loads(line)
+            for key, collected in values.items():
+                if entry.get(key) is not None:
+                    collected.append(float(entry[key]))
+    return values
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+@contextmanager
+def bench_database() -> Iterator[str | None]:
+    """A throw-away database on BOOKCHAT_TEST_DATABASE_URL's server, or None (embedded PostgreSQL)."""
+    server = os.environ.get("BOOKCHAT_BENCH_DATABASE_URL") or os.environ.get("BOOKCHAT_TEST_DATABASE_URL")
+    if not server:
+        yield None
+        return
+    import asyncpg
+
+    name = f"bookchat_bench_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(server)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.rsplit("/", 1)[0] + "/" + name
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def guest_token() -> str:
+    from bookchat.auth.tokens import TokenCodec
+    from bookchat.config import load_settings
+
+    codec = TokenCodec.from_settings(load_settings(jwt_secret=JWT_SECRET, _env_file=None))
+    return codec.issue_access(f"guest:{uuid.uuid4()}", "guest").token
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def print_table(levels: list[Level], ratios: dict[str, float]) -> None:
+    header = (
+        f"{'target':<9} {'streams':>7} {'conc':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'streams/s':>10}"
+        f" {'errors':>6} {'CPU ms/stream':>14} {'prepare p50':>12} {'1st delta p50':>14}"
+    )
+    print(header)
+    print("-" * len(header))
+    for level in levels:
+        print(
+            f"{level.target:<9} {level.streams:>7} {level.concurrency:>5} {level.p50_ms:>8.1f} {level.p90_ms:>8.1f} "
+            f"{level.p99_ms:>8.1f} {level.streams_per_second:>10.1f} {level.errors:>6}"
+            f" {level.server_cpu_ms_per_stream:>14.1f}"
+            f" {_ms(level.server_prepare_p50_ms):>12} {_ms(level.server_first_delta_p50_ms):>14}"
+        )
+    print()
+    for name, value in ratios.items():
+        print(f"{name:<28} {value:8.2f}   (target {'≤' if 'throughput' not in name else '≥'} {TARGETS[name]})")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--role", choices=["bench", "bookchat", "relay"], default="bench", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--llm-url", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--streams", type=int, default=100, help="Streams measured at 1 concurrent stream.")
+    parser.add_argument("--concurrent-streams", type=int, default=640, help="Streams measured at 32 concurrent.")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=None, help="JSON results path.")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="Write a cProfile of the bookchat server (event-loop thread) here."
+    )
+    args = parser.parse_args()
+    # Servers run on uvloop, as `bookchat serve` (uvicorn's default loop) does in production.
+    if args.role == "bookchat":
+        uvloop.run(serve_bookchat(args.port))
+        return 0
+    if args.role == "relay":
+        uvloop.run(serve_relay(args.port, args.llm_url))
+        return 0
+
+    python = sys.executable
+    with tempfile.TemporaryDirectory(prefix="bookchat-bench-") as folder, bench_database() as database_url:
+        work = Path(folder)
+        env = {key: value for key, value in os.environ.items() if not key.startswith("BOOKCHAT_")}
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")])
+        with process([python, "-m", "tests.fakes.llm_server"], env, work / "fake.log", "FAKE_LLM_BASE_URL=") as fake:
+            llm_url = fake.line.split("=", 1)[1]
+            bookchat_port, relay_port = free_port(), free_port()
+            server_env = {
+                **env,
+                "BOOKCHAT_DATA_DIR": str(work / "data"),
+                "BOOKCHAT_LLM_PROVIDER": "openai",
+                "BOOKCHAT_LLM_BASE_URL": llm_url,
+                "BOOKCHAT_LLM_MODEL": "fake-model",
+                "BOOKCHAT_LLM_API_KEY": "bench",
+                "BOOKCHAT_JWT_SECRET": JWT_SECRET,
+                "BOOKCHAT_RATE_LIMIT_ENABLED": "false",
+                "BOOKCHAT_LOG_LEVEL": "INFO",
+            }
+            if database_url:
+                server_env["BOOKCHAT_DATABASE_URL"] = database_url
+            if args.profile:
+                server_env["BOOKCHAT_BENCH_PROFILE"] = str(args.profile.resolve())
+            bookchat_cmd = [python, str(ROOT / "bench" / "chat.py"), "--role", "bookchat", "--port", str(bookchat_port)]
+            relay_cmd = [
+                python,
+                str(ROOT / "bench" / "chat.py"),
+                "--role",
+                "relay",
+                "--port",
+                str(relay_port),
+                "--llm-url",
+                llm_url,
+            ]
+            with (
+                process(bookchat_cmd, server_env, work / "bookchat.log", "READY") as bookchat_server,
+                process(relay_cmd, env, work / "relay.log", "READY") as relay_server,
+            ):
+                time.sleep(0.5)
+                token = guest_token()
+                targets: list[tuple[str, str, str, dict[str, Any] | None, dict[str, str], Child]] = [
+                    (f"http://127.0.0.1:{relay_port}", "relay", "/relay", {}, {}, relay_server),
+                    (
+                        f"http://127.0.0.1:{bookchat_port}",
+                        "bookchat",
+                        "/api/chat",
+                        None,  # a distinct question per stream
+                        {"Authorization": f"Bearer {token}"},
+                        bookchat_server,
+                    ),
+                ]
+                levels: list[Level] = []
+                for concurrency, streams in ((1, args.streams), (args.concurrency, args.concurrent_streams)):
+                    for base_url, target, path, body, headers, server in targets:
+                        before = server.cpu_seconds(), fake.cpu_seconds()
+                        log_offset = (work / "bookchat.log").stat().st_size
+                        level = asyncio.run(run_level(base_url, target, path, body, headers, concurrency, streams))
+                        level.server_cpu_ms_per_stream = round((server.cpu_seconds() - before[0]) * 1000 / streams, 1)
+                        level.fake_cpu_ms_per_stream = round((fake.cpu_seconds() - before[1]) * 1000 / streams, 1)
+                        if target == "bookchat":
+                            turns = turn_log(work / "bookchat.log", log_offset)
+                            level.server_prepare_p50_ms = percentile(turns["prepare_ms"], 50)
+                            level.server_first_delta_p50_ms = percentile(turns["first_delta_ms"], 50)
+                        levels.append(level)
+    by = {(level.target, level.concurrency): level for level in levels}
+    high = args.concurrency
+    ratios = {
+        "p50_ms_over_relay_at_1": round(by["bookchat", 1].p50_ms - by["relay", 1].p50_ms, 2),
+        "p99_ratio_at_32": round(by["bookchat", high].p99_ms / by["relay", high].p99_ms, 2),
+        "throughput_ratio_at_32": round(
+            by["bookchat", high].streams_per_second / by["relay", high].streams_per_second, 2
+        ),
+    }
+    print_table(levels, ratios)
+    passed = (
+        ratios["p50_ms_over_relay_at_1"] <= TARGETS["p50_ms_over_relay_at_1"]
+        and ratios["p99_ratio_at_32"] <= TARGETS["p99_ratio_at_32"]
+        and ratios["throughput_ratio_at_32"] >= TARGETS["throughput_ratio_at_32"]
+        and not any(level.errors for level in levels)
+    )
+    print(f"\ntargets {'met' if passed else 'NOT met'}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = args.out or RESULTS / f"chat-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "chat",
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                },
+                "levels": [asdict(level) for level in levels],
+                "ratios": ratios,
+                "targets": TARGETS,
+                "targets_met": passed,
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""`POST /api/chat`: a reader's question answered as JSON or as Server-Sent Events."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from bookchat.auth.dependencies import PrincipalDep
+from bookchat.chat.schemas import ChatRequest, ChatResponse
+from bookchat.chat.service import ChatService
+from bookchat.chat.sse import EventStreamResponse, accepts_event_stream, encode_events
+from bookchat.conversations.repository import ConversationRepository
+from bookchat.dependencies import ResourcesDep
+
+router = APIRouter(tags=["chat"])
+
+
+def get_chat_service(resources: ResourcesDep) -> ChatService:
+    return ChatService(
+        ConversationRepository(resources.database.pool),
+        resources.retriever,
+        resources.llm,
+        resources.settings,
+    )
+
+
+ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
+
+_STREAM_DESCRIPTION = """\
+With `"stream": true` or `Accept: text/event-stream`: Server-Sent Events, each `event: <name>` with a
+one-line JSON `data:`, in this order —
+`meta` `{conversation_id, message_id, user_message_id, mode}`;
+`citations` `{citations}` — the candidate passages, numbered as the model sees them (sent before the first token);
+`delta` `{text, citations}` — the next piece of the answer, whose `[n]` markers already carry their final
+numbers; `citations` lists the passages this piece cites for the first time;
+then `done` `{message_id, status, citations, usage, latency_ms, model}` — the final citations, numbered as in the
+text — or `error` `{code, message, status, retry_after}`.
+The `delta` texts concatenated are exactly the stored answer. Closing the connection stops the model; the
+partial answer is kept with status `cancelled`.
+"""
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The answer (JSON), or a stream of events.\n\n" + _STREAM_DESCRIPTION,
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    },
+    404: {"description": "`conversation_id` is not one of the caller's conversations."},
+    502: {"description": "The language model failed or answered with something unusable."},
+    503: {"description": "The language model is rate limited or overloaded (see `Retry-After`), or search is down."},
+    504: {"description": "The language model did not answer in time."},
+}
+
+
+@router.post("/api/chat", response_model=ChatResponse, responses=_RESPONSES)
+async def chat(body: ChatRequest, request: Request, principal: PrincipalDep, service: ChatServiceDep) -> Any:
+    """Answer a question about the book, with citations that link to the passages used.
+
+    * **retrieval** (default): the book is searched and the model answers from the numbered passages; it
+      may search again once or twice for a follow-up question.
+    * **selection** (`selected_text` given): the model sees only the selected text and the question.
+    * **extractive** (no language model configured): the best matching sentences, each cited.
+
+    The question is stored before the model is called, so it survives an upstream failure; the answer is
+    stored with its citations, model, latency and token usage, in the conversation `conversation_id`
+    (a new one when omitted).
+    """
+    turn = await service.start(principal.id, body)
+    if body.stream or accepts_event_stream(request.headers.get("accept")):
+        return EventStreamResponse(encode_events(service.stream(turn)))
+    response: ChatResponse = await service.answer(turn)
+    return response
+
+
+__all__ = ["ChatServiceDep", "get_chat_service", "router"]

@@ -1,0 +1,145 @@
+"""The LLM provider factory: one shared OpenAI-compatible client per process wrapped in an Agents SDK model."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx2
+from agents import ModelSettings, OpenAIChatCompletionsModel, set_tracing_disabled
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient, Timeout
+
+from bookchat.config import DEFAULT_GEMINI_MODEL, GEMINI_OPENAI_BASE_URL, Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+# Local servers (Ollama, vLLM, llama.cpp) ignore the key, but the openai client refuses to start without one.
+PLACEHOLDER_API_KEY = "not-needed"
+# A bounded connect phase: a dead host fails fast (and is retried) instead of eating the whole budget.
+CONNECT_TIMEOUT_SECONDS = 10.0
+# Low temperature keeps answers close to the passages; the model still phrases them freely.
+ANSWER_TEMPERATURE = 0.2
+
+
+# openai's own default pool size.
+_CONNECTION_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)
+_SSE_EVENT_END = re.compile(rb"\r?\n\r?\n")
+
+
+class _EventByEventStream(httpx2.AsyncByteStream):
+    """A response body handed on one server-sent event at a time, yielding to the event loop in between.
+
+    When several events arrive in one network read, the Agents SDK would otherwise turn all of them into
+    stream events before any consumer runs, so the first token waits for the last one in that read; and one
+    busy stream would hold up every other stream of the process meanwhile.
+    """
+
+    def __init__(self, inner: httpx2.AsyncByteStream) -> None:
+        self._inner = inner
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            start = 0
+            for match in _SSE_EVENT_END.finditer(chunk):
+                yield chunk[start : match.end()]
+                start = match.end()
+                await asyncio.sleep(0)
+            if start < len(chunk):
+                yield chunk[start:]
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _EventByEventTransport(httpx2.AsyncBaseTransport):
+    """The default transport, with `text/event-stream` bodies wrapped in `_EventByEventStream`."""
+
+    def __init__(self) -> None:
+        self._inner = httpx2.AsyncHTTPTransport(limits=_CONNECTION_LIMITS)
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self._inner.handle_async_request(request)
+        if (
+            response.headers.get("content-type", "").startswith("text/event-stream")
+            and "content-encoding" not in response.headers  # compressed bytes have no event boundaries to find
+            and isinstance(response.stream, httpx2.AsyncByteStream)
+        ):
+            response.stream = _EventByEventStream(response.stream)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _BookchatOpenAI(AsyncOpenAI):
+    """AsyncOpenAI that retries only connection failures and timeouts, never an HTTP error status.
+
+    The stock client also retries 429 and 5xx, honouring `Retry-After` for up to two minutes; a reader
+    waiting on a chat turn is better served by a prompt 503 with `Retry-After` that the widget can act on.
+    """
+
+    def _should_retry(self, response: httpx2.Response) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class LLM:
+    """The configured language model: the Agents SDK `model`, its shared `client`, and how to describe it."""
+
+    provider: Literal["gemini", "openai"]
+    model_name: str
+    base_url: str
+    client: AsyncOpenAI
+    model: OpenAIChatCompletionsModel
+
+    @property
+    def description(self) -> str:
+        """Human-readable, without secrets, e.g. for the start-up banner and /api/ready."""
+        return f"{self.provider} {self.model_name} at {self.base_url}"
+
+    @property
+    def model_settings(self) -> ModelSettings:
+        """Per-call settings: usage reported on streams too (token accounting), a grounded temperature."""
+        return ModelSettings(temperature=ANSWER_TEMPERATURE, include_usage=True)
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def create_llm(settings: Settings) -> LLM | None:
+    """The LLM for `settings.resolved_llm_provider`, or None for `none` (answers are then extractive).
+
+    `gemini` uses Google's OpenAI-compatible endpoint (Gemini has no Responses API, hence Chat
+    Completions); `openai` is any OpenAI-compatible base URL. Raises `SettingsError` for an unusable
+    combination, naming the variable to set.
+    """
+    provider = settings.resolved_llm_provider
+    if provider == "none":
+        return None
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key is not None else None
+    if provider == "gemini":
+        if not key:
+            raise SettingsError("BOOKCHAT_LLM_API_KEY (or GEMINI_API_KEY): required when BOOKCHAT_LLM_PROVIDER=gemini")
+        base_url = settings.llm_base_url or GEMINI_OPENAI_BASE_URL
+        model_name = settings.llm_model or DEFAULT_GEMINI_MODEL
+    else:
+        if not settings.llm_model:
+            raise SettingsError("BOOKCHAT_LLM_MODEL: required when BOOKCHAT_LLM_PROVIDER=openai (e.g. gpt-4o-mini)")
+        base_url = settings.llm_base_url or "https://api.openai.com/v1"
+        model_name = settings.llm_model
+    client = _BookchatOpenAI(
+        api_key=key or PLACEHOLDER_API_KEY,
+        base_url=base_url,
+        timeout=Timeout(settings.llm_timeout, connect=min(CONNECT_TIMEOUT_SECONDS, settings.llm_timeout)),
+        max_retries=settings.llm_max_retries,
+        http_client=DefaultAsyncHttpxClient(transport=_EventByEventTransport()),
+    )
+    # Tracing exports to OpenAI's platform with an OpenAI key; off unless the operator asks for it.
+    set_tracing_disabled(not settings.llm_tracing)
+    model = OpenAIChatCompletionsModel(model=model_name, openai_client=client)
+    log.info("llm configured", extra={"provider": provider, "model": model_name, "base_url": base_url})
+    return LLM(provider=provider, model_name=model_name, base_url=base_url, client=client, model=model)

@@ -1,0 +1,1 @@
+"""Tests of POST /api/chat: modes, citations, streaming, upstream failures."""

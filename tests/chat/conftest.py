@@ -1,0 +1,5 @@
+"""Chat test fixtures (defined in tests/chat/fixtures.py, shared with the conversations tests)."""
+
+from tests.chat.fixtures import chat_app, extractive_app, fake_llm, llm, reader
+
+__all__ = ["chat_app", "extractive_app", "fake_llm", "llm", "reader"]

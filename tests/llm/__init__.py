@@ -1,0 +1,1 @@
+"""Tests of the LLM provider factory, error mapping and the extractive fallback."""

@@ -1,0 +1,116 @@
+"""create_llm builds the right client for each provider; upstream errors map to the documented statuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+from agents import Agent, Runner
+from agents.exceptions import MaxTurnsExceeded, ModelBehaviorError
+
+from bookchat.config import DEFAULT_GEMINI_MODEL, GEMINI_OPENAI_BASE_URL, Settings, SettingsError
+from bookchat.errors import BadGateway, GatewayTimeout, NotFound, ServiceUnavailable
+from bookchat.llm import create_llm, upstream_error
+from bookchat.llm.errors import retry_after_seconds
+from bookchat.llm.provider import PLACEHOLDER_API_KEY
+from tests.fakes.llm_server import Error, FakeLLMServer, Text
+
+
+def settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)
+
+
+def test_none_means_no_llm() -> None:
+    assert create_llm(settings(llm_provider="none")) is None
+    assert create_llm(settings()) is None  # no key, no provider: extractive
+
+
+def test_gemini_is_the_default_with_a_key() -> None:
+    llm = create_llm(settings(GEMINI_API_KEY="AIza-test-key", llm_timeout=12, llm_max_retries=1))
+    assert llm is not None
+    assert llm.provider == "gemini"
+    assert llm.model_name == DEFAULT_GEMINI_MODEL
+    assert str(llm.client.base_url) == GEMINI_OPENAI_BASE_URL
+    assert llm.client.max_retries == 1
+    assert llm.client.timeout.read == 12  # type: ignore[union-attr]
+    assert "AIza" not in llm.description
+    assert llm.model_settings.include_usage is True
+
+
+def test_gemini_needs_a_key_and_openai_needs_a_model() -> None:
+    with pytest.raises(SettingsError, match="BOOKCHAT_LLM_API_KEY"):
+        create_llm(settings(llm_provider="gemini"))
+    with pytest.raises(SettingsError, match="BOOKCHAT_LLM_MODEL"):
+        create_llm(settings(llm_provider="openai", llm_base_url="http://127.0.0.1:11434/v1"))
+
+
+def test_openai_compatible_without_a_key_uses_a_placeholder() -> None:
+    llm = create_llm(settings(llm_provider="openai", llm_base_url="http://127.0.0.1:11434/v1", llm_model="llama3"))
+    assert llm is not None
+    assert llm.client.api_key == PLACEHOLDER_API_KEY
+    assert str(llm.client.base_url) == "http://127.0.0.1:11434/v1/"
+
+
+async def test_http_errors_are_not_retried_but_connections_are() -> None:
+    with FakeLLMServer() as fake:
+        llm = create_llm(settings(llm_provider="openai", llm_base_url=fake.base_url, llm_model="m", llm_max_retries=2))
+        assert llm is not None
+        fake.script(Error(429, retry_after=1), Text("never"))
+        agent = Agent(name="t", instructions="x", model=llm.model)
+        with pytest.raises(openai.RateLimitError):
+            await Runner.run(agent, "hi")
+        assert len(fake.requests) == 1  # a 429 goes straight back to the reader as a 503
+        await llm.aclose()
+
+
+def _status_error(status: int, headers: dict[str, str] | None = None) -> openai.APIStatusError:
+    request = httpx2.Request("POST", "http://x/v1/chat/completions")
+    response = httpx2.Response(status, headers=headers or {}, request=request)
+    cls = {429: openai.RateLimitError, 500: openai.InternalServerError}.get(status, openai.APIStatusError)
+    return cls("boom", response=response, body=None)
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "code", "retry_after"),
+    [
+        (_status_error(429, {"retry-after": "12"}), ServiceUnavailable, "llm-unavailable", 12),
+        (_status_error(429, {"retry-after": "0.2"}), ServiceUnavailable, "llm-unavailable", 1),
+        (_status_error(429, {"retry-after": "99999"}), ServiceUnavailable, "llm-unavailable", 300),
+        (
+            _status_error(429, {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}),
+            ServiceUnavailable,
+            "llm-unavailable",
+            1,
+        ),
+        (_status_error(429, {"retry-after": "soon"}), ServiceUnavailable, "llm-unavailable", 5),
+        (_status_error(429), ServiceUnavailable, "llm-unavailable", 5),
+        (_status_error(503), ServiceUnavailable, "llm-unavailable", 5),
+        (_status_error(500), BadGateway, "llm-error", None),
+        (_status_error(401), BadGateway, "llm-error", None),
+        (openai.APITimeoutError(request=httpx2.Request("POST", "http://x")), GatewayTimeout, "llm-timeout", None),
+        (TimeoutError(), GatewayTimeout, "llm-timeout", None),
+        (openai.APIConnectionError(request=httpx2.Request("POST", "http://x")), BadGateway, "llm-unreachable", None),
+        (
+            openai.APIError("x", httpx2.Request("POST", "http://x"), body={"code": 429}),
+            ServiceUnavailable,
+            "llm-unavailable",
+            5,
+        ),
+        (openai.APIError("x", httpx2.Request("POST", "http://x"), body=None), BadGateway, "llm-error", None),
+        (MaxTurnsExceeded("too many"), BadGateway, "llm-no-answer", None),
+        (ModelBehaviorError("odd"), BadGateway, "llm-bad-response", None),
+        (ValueError("json"), BadGateway, "llm-bad-response", None),
+    ],
+)
+def test_upstream_error_mapping(error: BaseException, kind: type, code: str, retry_after: int | None) -> None:
+    mapped = upstream_error(error)
+    assert type(mapped) is kind
+    assert mapped.code == code
+    assert retry_after_seconds(mapped) == retry_after
+
+
+def test_bookchat_errors_pass_through() -> None:
+    error = NotFound("x")
+    assert upstream_error(error) is error
