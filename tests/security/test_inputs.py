@@ -118,7 +118,7 @@ async def test_login_does_the_same_work_for_unknown_emails(
 
 
 async def test_brute_force_is_throttled(make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(rate_limit_auth="8/minute", rate_limit_login_account="3/minute")
+    settings = make_settings(rate_limit_enabled=True, rate_limit_auth="8/minute", rate_limit_login_account="3/minute")
     async with running(settings) as app:
         async with client(app, ip="198.51.100.20") as http:
             email = unique_email()

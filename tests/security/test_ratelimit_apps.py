@@ -13,7 +13,9 @@ async def test_two_app_instances_share_limits_through_redis(
     make_settings: Callable[..., Settings], redis_prefix: str
 ) -> None:
     def replica() -> Settings:
-        return make_settings(rate_limit_auth="5/minute", redis_url=REDIS_URL, rate_limit_prefix=redis_prefix)
+        return make_settings(
+            rate_limit_enabled=True, rate_limit_auth="5/minute", redis_url=REDIS_URL, rate_limit_prefix=redis_prefix
+        )
 
     async with running(replica()) as first, running(replica()) as second:
         async with client(first, ip="192.0.2.50") as one, client(second, ip="192.0.2.50") as two:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -12,6 +13,7 @@ from bookchat.chat.service import ChatService
 from bookchat.chat.sse import EventStreamResponse, accepts_event_stream, encode_events
 from bookchat.conversations.repository import ConversationRepository
 from bookchat.dependencies import ResourcesDep
+from bookchat.ratelimit import acquire_stream_slot, rate_limit
 
 router = APIRouter(tags=["chat"])
 
@@ -40,19 +42,37 @@ The `delta` texts concatenated are exactly the stored answer. Closing the connec
 partial answer is kept with status `cancelled`.
 """
 
+# What one parsed Server-Sent Event looks like (schema checkers such as schemathesis validate each event).
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["meta", "citations", "delta", "done", "error"]},
+        "data": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+}
+
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The answer (JSON), or a stream of events.\n\n" + _STREAM_DESCRIPTION,
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
     },
     404: {"description": "`conversation_id` is not one of the caller's conversations."},
+    429: {"description": "Too many questions, or too many open streams; see `Retry-After`."},
     502: {"description": "The language model failed or answered with something unusable."},
     503: {"description": "The language model is rate limited or overloaded (see `Retry-After`), or search is down."},
     504: {"description": "The language model did not answer in time."},
 }
 
 
-@router.post("/api/chat", response_model=ChatResponse, responses=_RESPONSES)
+@router.post(
+    "/api/chat",
+    response_model=ChatResponse,
+    responses=_RESPONSES,
+    dependencies=[Depends(rate_limit("chat"))],
+)
 async def chat(body: ChatRequest, request: Request, principal: PrincipalDep, service: ChatServiceDep) -> Any:
     """Answer a question about the book, with citations that link to the passages used.
 
@@ -65,11 +85,30 @@ async def chat(body: ChatRequest, request: Request, principal: PrincipalDep, ser
     stored with its citations, model, latency and token usage, in the conversation `conversation_id`
     (a new one when omitted).
     """
-    turn = await service.start(principal.id, body)
-    if body.stream or accepts_event_stream(request.headers.get("accept")):
-        return EventStreamResponse(encode_events(service.stream(turn)))
-    response: ChatResponse = await service.answer(turn)
-    return response
+    if not (body.stream or accepts_event_stream(request.headers.get("accept"))):
+        turn = await service.start(principal.id, body)
+        response: ChatResponse = await service.answer(turn)
+        return response
+    # A 429 must be sent before the stream starts, so the slot is taken first and released when the stream ends.
+    release = await acquire_stream_slot(request, principal)
+    try:
+        turn = await service.start(principal.id, body)
+    except BaseException:
+        await release()
+        raise
+
+    async def events() -> AsyncIterator[bytes]:
+        inner = encode_events(service.stream(turn))
+        try:
+            async for chunk in inner:
+                yield chunk
+        finally:
+            try:
+                await inner.aclose()  # runs the turn's clean-up (a cancelled answer is stored) before the release
+            finally:
+                await release()
+
+    return EventStreamResponse(events())
 
 
 __all__ = ["ChatServiceDep", "get_chat_service", "router"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
 from pydantic import BaseModel
 from starlette.responses import Response
@@ -23,7 +23,7 @@ def encode_event(name: str, payload: BaseModel) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + payload.model_dump_json().encode() + b"\n\n"
 
 
-async def encode_events(events: AsyncIterator[tuple[str, BaseModel]]) -> AsyncIterator[bytes]:
+async def encode_events(events: AsyncIterator[tuple[str, BaseModel]]) -> AsyncGenerator[bytes, None]:
     try:
         async for name, payload in events:
             yield encode_event(name, payload)
