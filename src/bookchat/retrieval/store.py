@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from bookchat.retrieval.qdrant_local import LocalRunner, install_fast_sparse_scoring, limit_blas_threads
 
 log = logging.getLogger(__name__)
 
 DENSE_VECTOR = "dense"
 SPARSE_VECTOR = "bm25"
+
+T = TypeVar("T")
 
 
 class VectorStoreError(RuntimeError):
@@ -28,7 +34,8 @@ def open_qdrant_client(url: str | None, api_key: str | None, path: Path) -> Asyn
         return AsyncQdrantClient(url=url, api_key=api_key, timeout=10)
     path.mkdir(parents=True, exist_ok=True)
     try:
-        return AsyncQdrantClient(path=str(path))
+        # Used from the store's own worker thread after this (see qdrant_local.LocalRunner), one call at a time.
+        return AsyncQdrantClient(path=str(path), force_disable_check_same_thread=True)
     except RuntimeError as exc:
         # Local mode takes a file lock: a second process on the same folder is refused.
         raise VectorStoreError(
@@ -38,46 +45,78 @@ def open_qdrant_client(url: str | None, api_key: str | None, path: Path) -> Asyn
 
 
 class VectorStore:
-    """One Qdrant collection: named dense vector `dense` (cosine) and sparse vector `bm25` (IDF modifier)."""
+    """One Qdrant collection: named dense vector `dense` (unit vectors, dot product = cosine) and sparse vector
+    `bm25` (IDF modifier)."""
 
     def __init__(self, client: AsyncQdrantClient, collection: str, *, is_local: bool) -> None:
         self.client = client
         self.collection = collection
         self.is_local = is_local
+        # Local mode computes inside its coroutines: they go to a worker thread, never the event loop.
+        self._runner = LocalRunner() if is_local else None
+        if is_local:
+            install_fast_sparse_scoring()
+            limit_blas_threads()
+
+    async def run(self, call: Coroutine[Any, Any, T]) -> T:
+        """Await a call on `self.client` (e.g. `await store.run(store.client.scroll(...))`): in local mode on the
+        store's worker thread, so it neither blocks the event loop nor overlaps another call. Qdrant's transport
+        and status errors become `VectorStoreError`."""
+        try:
+            if self._runner is None:
+                return await call
+            return await self._runner.run(call)
+        except (ResponseHandlingException, UnexpectedResponse) as exc:
+            # Transport failures and error statuses: callers see one error type that names the store.
+            raise VectorStoreError(f"{self.description}: request failed: {exc}") from exc
 
     @property
     def description(self) -> str:
         return f"Qdrant {'local folder' if self.is_local else 'server'}, collection {self.collection!r}"
 
-    async def ensure_collection(self, model_id: str, dim: int) -> bool:
+    async def ensure_collection(self, model_id: str, dim: int, *, sparse_id: str | None = None) -> bool:
         """Create the collection for `model_id`/`dim` if missing; return True when it was created.
 
-        An existing collection built with another model or size raises `EmbeddingModelMismatch`.
+        An existing collection built with another model or size raises `EmbeddingModelMismatch`; so does one whose
+        BM25 vectors were made by another encoder (`sparse_id`, when given and recorded).
         """
-        if await self.client.collection_exists(self.collection):
-            await self._check_model(model_id, dim)
+        if await self.run(self.client.collection_exists(self.collection)):
+            await self._check_model(model_id, dim, sparse_id)
             return False
-        await self.client.create_collection(
-            self.collection,
-            vectors_config={DENSE_VECTOR: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
-            sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-            metadata={"embedding_model": model_id, "embedding_dim": dim},
+        metadata: dict[str, Any] = {"embedding_model": model_id, "embedding_dim": dim}
+        if sparse_id is not None:
+            metadata["sparse_encoder"] = sparse_id
+        await self.run(
+            self.client.create_collection(
+                self.collection,
+                # Every embedder returns unit vectors, so the dot product is the cosine; local mode computes it
+                # with one matrix product, where COSINE would first renormalise every stored vector on every search.
+                vectors_config={DENSE_VECTOR: models.VectorParams(size=dim, distance=models.Distance.DOT)},
+                sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                metadata=metadata,
+            )
         )
-        for field, schema in (
-            ("document_id", models.PayloadSchemaType.KEYWORD),
-            ("path_prefixes", models.PayloadSchemaType.KEYWORD),
-        ):
-            await self.client.create_payload_index(self.collection, field, field_schema=schema)
+        # Local mode scans every point anyway and warns that payload indexes do nothing there.
+        indexes = (
+            ()
+            if self.is_local
+            else (
+                ("document_id", models.PayloadSchemaType.KEYWORD),
+                ("path_prefixes", models.PayloadSchemaType.KEYWORD),
+                # delete_document(keep_below=...) filters on a range of chunk indices.
+                ("chunk_index", models.PayloadSchemaType.INTEGER),
+            )
+        )
+        for field, schema in indexes:
+            await self.run(self.client.create_payload_index(self.collection, field, field_schema=schema))
         log.info("collection created", extra={"collection": self.collection, "model": model_id, "dim": dim})
         return True
 
-    async def _check_model(self, model_id: str, dim: int) -> None:
-        info = await self.client.get_collection(self.collection)
+    async def _check_model(self, model_id: str, dim: int, sparse_id: str | None = None) -> None:
+        info = await self.run(self.client.get_collection(self.collection))
         metadata: dict[str, Any] = dict(info.config.metadata or {})
         vectors = info.config.params.vectors
-        stored_dim = (
-            vectors[DENSE_VECTOR].size if isinstance(vectors, dict) and DENSE_VECTOR in vectors else None
-        )
+        stored_dim = vectors[DENSE_VECTOR].size if isinstance(vectors, dict) and DENSE_VECTOR in vectors else None
         stored_model = metadata.get("embedding_model")
         if stored_model != model_id or stored_dim != dim:
             raise EmbeddingModelMismatch(
@@ -85,20 +124,28 @@ class VectorStore:
                 f"({stored_dim} dimensions) but {model_id!r} ({dim} dimensions) is configured; "
                 "rebuild it with `bookchat ingest PATH --reindex`, or configure the original model"
             )
+        stored_sparse = metadata.get("sparse_encoder")
+        if sparse_id is not None and stored_sparse is not None and stored_sparse != sparse_id:
+            raise EmbeddingModelMismatch(
+                f"collection {self.collection!r} holds BM25 vectors made by {stored_sparse!r} but this version of "
+                f"bookchat makes {sparse_id!r}; rebuild it with `bookchat ingest PATH --reindex`"
+            )
 
-    async def recreate(self, model_id: str, dim: int) -> None:
+    async def recreate(self, model_id: str, dim: int, *, sparse_id: str | None = None) -> None:
         """Drop and create the collection (the `--reindex` path)."""
-        await self.client.delete_collection(self.collection)
-        await self.ensure_collection(model_id, dim)
+        await self.run(self.client.delete_collection(self.collection))
+        await self.ensure_collection(model_id, dim, sparse_id=sparse_id)
 
     async def count(self) -> int:
-        if not await self.client.collection_exists(self.collection):
+        if not await self.run(self.client.collection_exists(self.collection)):
             return 0
-        return (await self.client.count(self.collection, exact=True)).count
+        return (await self.run(self.client.count(self.collection, exact=True))).count
 
     async def ping(self) -> None:
         """Raise if Qdrant cannot be reached."""
-        await self.client.get_collections()
+        await self.run(self.client.get_collections())
 
     async def close(self) -> None:
-        await self.client.close()
+        await self.run(self.client.close())
+        if self._runner is not None:
+            self._runner.close()

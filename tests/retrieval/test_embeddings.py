@@ -1,0 +1,286 @@
+"""Embedders: the bundled ONNX model, local folders, fastembed's error path, and the API embedder over HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from openai import AsyncOpenAI
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from bookchat.config import DEFAULT_GEMINI_EMBEDDING_MODEL, Settings
+from bookchat.retrieval.embeddings import (
+    BUNDLED_MODEL_ID,
+    ONNX_MAX_BATCH,
+    ApiEmbedder,
+    EmbeddingError,
+    FastembedEmbedder,
+    OnnxEmbedder,
+    bundled_minilm_files,
+    create_embedder,
+)
+from tests.fakes.llm_server import FakeLLMServer
+
+API_KEY = "sk-test-embeddings"
+
+
+def settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+# ------------------------------------------------------------------------------------------- local model
+
+
+async def test_bundled_model_gives_unit_vectors_where_similar_sentences_are_close(embedder: OnnxEmbedder) -> None:
+    assert embedder.model_id == BUNDLED_MODEL_ID
+    assert embedder.dim == 384
+    cat, kitten, revenue = await embedder.embed_documents(
+        ["A cat sits on the mat.", "A kitten is resting on a rug.", "Quarterly revenue grew by five percent."]
+    )
+    assert all(abs(np.linalg.norm(vector) - 1) < 1e-5 for vector in (cat, kitten, revenue))
+    assert cosine(cat, kitten) > 0.5
+    assert cosine(cat, kitten) > cosine(cat, revenue) + 0.4
+    query = await embedder.embed_query("Where is the cat?")
+    assert cosine(query, cat) > cosine(query, revenue)
+
+
+async def test_batches_keep_the_input_order_and_match_single_embeddings(embedder: OnnxEmbedder) -> None:
+    texts = [
+        "short",
+        "a considerably longer sentence about robots and their sensors",
+        "mid length text",
+        "x",
+        "the last one, of medium size",
+    ]
+    batched = await embedder.embed_documents(texts)  # batch_size=4: two batches, sorted by length inside
+    assert len(batched) == len(texts)
+    for text, vector in zip(texts, batched, strict=True):
+        assert cosine(vector, await embedder.embed_query(text)) > 0.999
+    assert await embedder.embed_documents([]) == []
+
+
+async def test_long_texts_are_truncated_to_the_model_window_not_rejected(embedder: OnnxEmbedder) -> None:
+    text = "robots " * 2000
+    assert embedder.count_tokens(text) == 2000  # counting is never truncated
+    (vector,) = await embedder.embed_documents([text])
+    assert len(vector) == 384
+
+
+def test_onnx_batches_are_capped_to_bound_memory() -> None:
+    assert OnnxEmbedder.bundled(batch_size=64, threads=1).batch_size == ONNX_MAX_BATCH
+
+
+def test_count_tokens_counts_word_pieces_without_special_tokens(embedder: OnnxEmbedder) -> None:
+    assert embedder.count_tokens("") == 0
+    assert embedder.count_tokens("hello world") == 2
+    assert embedder.count_tokens("Gazebo") >= 2  # split into word pieces
+
+
+async def test_model_runs_off_the_event_loop(embedder: OnnxEmbedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    threads: list[str] = []
+    original = embedder._encode
+
+    def recording(texts: list[str]) -> Any:
+        threads.append(threading.current_thread().name)
+        return original(texts)
+
+    monkeypatch.setattr(embedder, "_encode", recording)
+    await embedder.embed_query("a question")
+    await embedder.embed_documents(["a passage"])
+    assert threads[0].startswith("embed-queries")
+    assert threads[1].startswith("embed-documents")
+    assert threading.current_thread().name not in threads
+
+
+def _link_bundled(folder: Path, *, onnx_subfolder: bool = False) -> Path:
+    model, tokenizer = bundled_minilm_files()
+    target = folder / "onnx" if onnx_subfolder else folder
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "model.onnx").symlink_to(model)
+    (folder / "tokenizer.json").symlink_to(tokenizer)
+    return folder
+
+
+def test_a_local_folder_with_sentence_transformers_files(tmp_path: Path) -> None:
+    folder = _link_bundled(tmp_path / "my-model", onnx_subfolder=True)
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 128}))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
+    model = OnnxEmbedder.from_folder(folder, threads=1)
+    assert (model.model_id, model.dim, model.max_tokens, model.pooling) == ("onnx:my-model", 384, 128, "cls")
+
+
+def test_settings_select_a_local_folder(tmp_path: Path) -> None:
+    folder = _link_bundled(tmp_path / "plain")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 256}))
+    model = create_embedder(settings(embedding_model_path=folder))
+    assert isinstance(model, OnnxEmbedder)
+    assert (model.model_id, model.max_tokens, model.pooling) == ("onnx:plain", 256, "mean")
+
+
+def test_bad_local_folders_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(EmbeddingError, match="is not a folder"):
+        OnnxEmbedder.from_folder(tmp_path / "missing")
+    with pytest.raises(EmbeddingError, match=r"no model\.onnx"):
+        OnnxEmbedder.from_folder(tmp_path)
+    (tmp_path / "model.onnx").write_bytes(b"not an onnx file")
+    (tmp_path / "tokenizer.json").symlink_to(bundled_minilm_files()[1])
+    with pytest.raises(EmbeddingError, match="cannot load the ONNX model"):
+        OnnxEmbedder.from_folder(tmp_path)
+
+
+def test_the_default_provider_is_the_bundled_model() -> None:
+    model = create_embedder(settings())
+    assert isinstance(model, OnnxEmbedder)
+    assert model.model_id == BUNDLED_MODEL_ID
+
+
+def test_an_unknown_fastembed_model_is_a_clear_error(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(EmbeddingError, match="could not be loaded"):
+        create_embedder(
+            settings(embedding_provider="fastembed", embedding_model="no-such/model-anywhere", data_dir=tmp_path)
+        )
+    assert time.monotonic() - started < 5
+    with pytest.raises(EmbeddingError, match="network access"):
+        FastembedEmbedder("no-such/model-anywhere", cache_dir=tmp_path)
+
+
+# ------------------------------------------------------------------------------------------- API embedder
+
+
+class FlakyEmbeddingsServer(FakeLLMServer):
+    """The shared fake OpenAI server, with scripted failures (status codes) in front of /v1/embeddings."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.failures: deque[int] = deque()
+        self.embedding_calls = 0
+
+    async def _embeddings(self, request: Request) -> Response:
+        self.embedding_calls += 1
+        if self.failures:
+            status = self.failures.popleft()
+            # retry-after-ms keeps the client's backoff short in tests.
+            return JSONResponse(
+                {"error": {"message": f"scripted {status}", "type": "server_error", "code": status}},
+                status_code=status,
+                headers={"retry-after-ms": "5"},
+            )
+        return await super()._embeddings(request)
+
+
+@pytest.fixture(scope="module")
+def fake_api() -> Iterator[FlakyEmbeddingsServer]:
+    server = FlakyEmbeddingsServer(api_key=API_KEY)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def api(fake_api: FlakyEmbeddingsServer) -> FlakyEmbeddingsServer:
+    fake_api.reset()
+    fake_api.failures.clear()
+    fake_api.embedding_calls = 0
+    return fake_api
+
+
+def api_embedder(server: FakeLLMServer, *, key: str = API_KEY, retries: int = 3, **kwargs: Any) -> ApiEmbedder:
+    client = AsyncOpenAI(api_key=key, base_url=server.base_url, max_retries=retries, timeout=5)
+    values: dict[str, Any] = {"dim": 768, "model_id": "gemini:test", "batch_size": 2} | kwargs
+    return ApiEmbedder(client, "gemini-embedding-001", **values)
+
+
+async def test_api_embedder_batches_and_normalises(api: FlakyEmbeddingsServer) -> None:
+    model = api_embedder(api)
+    vectors = await model.embed_documents(["one robot", "two robots", "three", "four", "five"])
+    assert len(vectors) == 5
+    assert all(len(vector) == 768 and abs(np.linalg.norm(vector) - 1) < 1e-5 for vector in vectors)
+    assert [len(body["input"]) for body in api.embedding_requests] == [2, 2, 1]
+    assert all(body["dimensions"] == 768 and body["model"] == "gemini-embedding-001" for body in api.embedding_requests)
+    query = await model.embed_query("one robot")
+    assert cosine(query, vectors[0]) > 0.999
+
+
+async def test_api_embedder_retries_rate_limits_and_server_errors(api: FlakyEmbeddingsServer) -> None:
+    api.failures.extend([429, 503])
+    vector = await api_embedder(api).embed_query("a question")
+    assert len(vector) == 768
+    assert api.embedding_calls == 3
+
+
+async def test_api_embedder_gives_up_after_its_retries(api: FlakyEmbeddingsServer) -> None:
+    api.failures.extend([500, 500, 500])
+    with pytest.raises(EmbeddingError, match="HTTP 500") as caught:
+        await api_embedder(api, retries=1).embed_query("a question")
+    assert caught.value.status == 500
+    assert api.embedding_calls == 2
+    api.failures.clear()
+    api.failures.extend([429, 429])
+    with pytest.raises(EmbeddingError, match="after retries") as caught:
+        await api_embedder(api, retries=1).embed_query("a question")
+    assert caught.value.status == 429
+
+
+async def test_a_bad_api_key_is_a_clear_error_without_retries(api: FlakyEmbeddingsServer) -> None:
+    with pytest.raises(EmbeddingError, match="refused the API key") as caught:
+        await api_embedder(api, key="sk-wrong").embed_query("a question")
+    assert caught.value.status == 401
+    assert "sk-wrong" not in str(caught.value)
+    assert api.embedding_calls == 1
+
+
+async def test_a_dimension_mismatch_is_reported(api: FlakyEmbeddingsServer) -> None:
+    model = api_embedder(api, dim=64, send_dimensions=False)  # the fake then answers with 768
+    with pytest.raises(EmbeddingError, match="768-dimensional"):
+        await model.embed_query("a question")
+
+
+async def test_an_unreachable_api_is_a_clear_error() -> None:
+    client = AsyncOpenAI(api_key="k", base_url="http://127.0.0.1:9/v1", max_retries=0, timeout=2)
+    with pytest.raises(EmbeddingError, match="could not be reached"):
+        await ApiEmbedder(client, "m", dim=8, model_id="openai:m").embed_query("hello")
+
+
+def test_api_count_tokens_is_an_estimate(api: FlakyEmbeddingsServer) -> None:
+    model = api_embedder(api)
+    assert model.count_tokens("") == 0
+    assert model.count_tokens("abcd" * 10) == 10
+
+
+async def test_create_embedder_for_gemini_and_openai(api: FlakyEmbeddingsServer) -> None:
+    gemini = create_embedder(
+        settings(embedding_provider="gemini", embedding_base_url=api.base_url, BOOKCHAT_LLM_API_KEY=API_KEY)
+    )
+    assert isinstance(gemini, ApiEmbedder)
+    assert (gemini.model_id, gemini.dim) == (f"gemini:{DEFAULT_GEMINI_EMBEDDING_MODEL}", 768)
+    assert len(await gemini.embed_query("hello")) == 768
+    openai = create_embedder(
+        settings(
+            embedding_provider="openai", llm_base_url=api.base_url, embedding_dim=256, BOOKCHAT_LLM_API_KEY=API_KEY
+        )
+    )
+    assert (openai.model_id, openai.dim) == ("openai:text-embedding-3-small", 256)
+    assert len(await openai.embed_query("hello")) == 256
+
+
+def test_api_providers_need_a_key_or_an_endpoint() -> None:
+    with pytest.raises(EmbeddingError, match="GEMINI_API_KEY"):
+        create_embedder(settings(embedding_provider="gemini"))
+    with pytest.raises(EmbeddingError, match="BOOKCHAT_LLM_API_KEY"):
+        create_embedder(settings(embedding_provider="openai"))
