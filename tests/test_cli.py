@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import uuid
+from pathlib import Path
 
 import asyncpg
 from typer.testing import CliRunner
@@ -62,3 +64,23 @@ async def test_two_migrate_processes_at_once_both_succeed(postgres_server_url: s
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+def test_eval_scores_a_beir_folder_and_writes_json(tmp_path: Path) -> None:
+    from tests.retrieval.test_evaluation import write_beir
+
+    beir = write_beir(tmp_path / "tiny")
+    output = tmp_path / "results.json"
+    env = {"BOOKCHAT_DATA_DIR": str(tmp_path / "data")}
+    result = runner.invoke(app, ["eval", "--beir", str(beir), "--mode", "hybrid", "--output", str(output)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "ndcg" in result.output.lower()
+    scores = json.loads(output.read_text())["modes"]["hybrid"]
+    assert 0.0 <= scores["ndcg@10"] <= 1.0
+
+
+def test_eval_names_a_broken_folder_in_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["eval", "--beir", str(tmp_path)], env={"BOOKCHAT_DATA_DIR": str(tmp_path / "d")})
+    assert result.exit_code == 2
+    assert "corpus.jsonl" in result.output
+    assert "Traceback" not in result.output

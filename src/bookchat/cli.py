@@ -252,6 +252,31 @@ def ask(
     raise typer.Exit(run(_ask()))
 
 
+@app.command("eval")
+def evaluate(
+    beir: Annotated[Path, typer.Option(help="A BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv.")],
+    split: Annotated[str, typer.Option(help="Which qrels to score.")] = "test",
+    mode: Annotated[str, typer.Option(help="dense, bm25, hybrid or all.")] = "all",
+    output: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
+) -> None:
+    """Score retrieval on a BEIR dataset (nDCG@10, Recall@10/100, MRR@10, latency) in its own collection."""
+    from bookchat.evaluation import BeirError, render_eval_table, run_beir_eval
+
+    settings = settings_or_exit()
+    modes = ("dense", "bm25", "hybrid") if mode == "all" else (mode,)
+    if any(name not in ("dense", "bm25", "hybrid") for name in modes):
+        fail("--mode: expected dense, bm25, hybrid or all")
+    try:
+        results = run(
+            run_beir_eval(settings, beir, split, modes, output=output, fusion=settings.fusion)  # type: ignore[arg-type]
+        )
+    except BeirError as exc:
+        fail(str(exc))
+    console.print(render_eval_table(results))
+    if output is not None:
+        console.print(f"results written to {output}")
+
+
 users = typer.Typer(help="Manage accounts.", no_args_is_help=True)
 app.add_typer(users, name="users")
 

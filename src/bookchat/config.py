@@ -93,8 +93,11 @@ class Settings(BaseSettings):
         240, ge=32, le=8192, description="Chunk size in embedder tokens (fits the local model's 256)."
     )
     chunk_overlap_tokens: int = Field(32, ge=0, le=1024, description="Tokens shared by neighbouring chunks.")
-    rrf_k: int = Field(60, ge=1, le=1000, description="Reciprocal-rank-fusion constant of hybrid search.")
-    prefetch_limit: int = Field(50, ge=1, le=1000, description="Candidates each of dense and BM25 contributes.")
+    fusion: Literal["dbsf", "rrf"] = Field(
+        "dbsf", description="How hybrid search fuses dense and BM25: dbsf (score-based) or rrf (rank-based)."
+    )
+    rrf_k: int = Field(60, ge=1, le=1000, description="Reciprocal-rank-fusion constant, used when FUSION=rrf.")
+    prefetch_limit: int = Field(100, ge=1, le=1000, description="Candidates each of dense and BM25 contributes.")
     search_limit: int = Field(6, ge=1, le=50, description="Passages retrieved to answer a question.")
     sample_book: Path | None = Field(
         None, description="Folder ingested at start-up while the collection is empty (`serve` sets it)."

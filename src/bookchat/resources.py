@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -47,11 +48,19 @@ async def open_resources(settings: Settings, stack: AsyncExitStack, *, check_col
     store = VectorStore(client, settings.collection, is_local=settings.qdrant_url is None)
     stack.push_async_callback(store.close)
 
-    embedder = create_embedder(settings)
-    if check_collection:
-        await store.ensure_collection(embedder.model_id, embedder.dim)
+    # Loading the ONNX model takes about a second: off the event loop.
+    embedder = await asyncio.to_thread(create_embedder, settings)
     sparse = Bm25Encoder()
-    retriever = HybridRetriever(store, embedder, sparse, rrf_k=settings.rrf_k, prefetch_limit=settings.prefetch_limit)
+    retriever = HybridRetriever(
+        store,
+        embedder,
+        sparse,
+        rrf_k=settings.rrf_k,
+        prefetch_limit=settings.prefetch_limit,
+        fusion=settings.fusion,
+    )
+    if check_collection:
+        await retriever.ensure_collection()
 
     llm = create_llm(settings)
     if llm is not None:

@@ -592,14 +592,22 @@ class IngestPipeline:
     async def _stored_passages(self, document_ids: list[str]) -> dict[str, list[Passage]]:
         """The chunks the collection holds for `document_ids`, by document, in chunk order (for a rebuild)."""
         found: dict[str, list[Passage]] = {}
-        if not document_ids or not await self.retriever.store.client.collection_exists(self.collection):
+        store = self.retriever.store
+        if not document_ids or not await store.run(store.client.collection_exists(self.collection)):
             return found
-        client = self.retriever.store.client
+        client = store.client
         query = models.Filter(must=[models.FieldCondition(key="document_id", match=models.MatchAny(any=document_ids))])
         offset: models.ExtendedPointId | None = None
         while True:
-            points, offset = await client.scroll(
-                self.collection, scroll_filter=query, limit=512, offset=offset, with_payload=True, with_vectors=False
+            points, offset = await store.run(
+                client.scroll(
+                    self.collection,
+                    scroll_filter=query,
+                    limit=512,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=False,
+                )
             )
             for point in points:
                 payload = point.payload or {}
