@@ -87,7 +87,8 @@ def test_serve_runs_on_embedded_defaults_and_ctrl_c_stops_postgres(data_dir: Pat
         assert body["citations"], "the sample book was ingested on first start"
         link = body["citations"][0]["url"]
         assert link.startswith("/guide/") or link == "/" or link.startswith("/#"), link
-        assert httpx.get(base + link.split("#")[0], timeout=10).status_code == 200, "citations open the demo guide"
+        page = httpx.get(base + link.split("#")[0], timeout=10, follow_redirects=True)
+        assert page.status_code == 200, "citations open the demo guide"
         postmaster = _first_line(data_dir / "postgres" / "postmaster.pid")
         assert _live_pid(postmaster) is not None
     finally:
