@@ -84,3 +84,57 @@ def test_eval_names_a_broken_folder_in_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "corpus.jsonl" in result.output
     assert "Traceback" not in result.output
+
+
+def test_ingest_search_ask_and_users_from_the_command_line(tmp_path: Path, database_url: str) -> None:
+    book = tmp_path / "book"
+    book.mkdir()
+    (book / "charging.md").write_text(
+        "---\ntitle: Charging\n---\n\n# Charging\n\n## The dock\n\nThe robot charges at its dock in forty minutes.\n"
+    )
+    (book / "sensors.md").write_text("# Sensors\n\nWipe the lidar window with a dry microfibre cloth.\n")
+    collection = f"cli_{uuid.uuid4().hex[:8]}"
+    env = {
+        "BOOKCHAT_DATA_DIR": str(tmp_path / "data"),
+        "BOOKCHAT_DATABASE_URL": database_url,
+        "BOOKCHAT_COLLECTION": collection,
+    }
+    command = ["ingest", str(book), "--base-url", "https://book.example.org/docs"]
+    first = runner.invoke(app, command, env=env)
+    assert first.exit_code == 0, first.output
+    assert "2 added, 0 updated, 0 unchanged, 0 removed documents" in first.output
+
+    again = runner.invoke(app, command, env=env)
+    assert again.exit_code == 0, again.output
+    assert "0 added, 0 updated, 2 unchanged" in again.output
+
+    found = runner.invoke(app, ["search", "how long does charging take", "--limit", "1"], env=env)
+    assert found.exit_code == 0, found.output
+    assert "Charging › The dock" in found.output
+    assert "https://book.example.org/docs/charging#the-dock" in found.output
+
+    answered = runner.invoke(app, ["ask", "How long does the robot take to charge?"], env=env)
+    assert answered.exit_code == 0, answered.output
+    assert "forty minutes" in answered.output
+    assert "[1]" in answered.output
+
+    email = f"admin-{uuid.uuid4().hex[:8]}@example.org"
+    created = runner.invoke(
+        app, ["users", "create", "--email", email, "--password", "a long and unusual passphrase", "--admin"], env=env
+    )
+    assert created.exit_code == 0, created.output
+    assert f"created {email} (admin)" in created.output
+    demoted = runner.invoke(app, ["users", "set-role", "--email", email, "--role", "user"], env=env)
+    assert demoted.exit_code == 0, demoted.output
+    assert "is now user" in demoted.output
+    duplicate = runner.invoke(
+        app, ["users", "create", "--email", email.upper(), "--password", "a long and unusual passphrase"], env=env
+    )
+    assert duplicate.exit_code == 1
+    assert "Traceback" not in duplicate.output
+
+
+def test_search_refuses_an_unknown_mode() -> None:
+    result = runner.invoke(app, ["search", "x", "--mode", "fuzzy"])
+    assert result.exit_code == 2
+    assert "--mode" in result.output
