@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import itertools
 from pathlib import Path
 
@@ -221,7 +222,8 @@ def test_document_and_chunk_urls() -> None:
     assert document_url(html_page, "https://x.org") == "https://x.org/site/a.html"
 
 
-@pytest.mark.skipif(not BOOK.is_dir(), reason="the shared book is not beside the project")
+# CI always has shared/ beside the project: there a missing book is a failure, not a skip.
+@pytest.mark.skipif(not BOOK.is_dir() and not os.environ.get("CI"), reason="the shared book is not beside the project")
 def test_real_book_chunks_fit_the_model_window() -> None:
     """Every chunk of the real book, with the header the retriever adds, fits MiniLM's 256 tokens."""
     tokenizer = Tokenizer.from_file(str(bundled_minilm_files()[1]))
