@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from bookchat.conversations.repository import decode_cursor, encode_cursor, title_from
+from bookchat.conversations.repository import decode_conversation_cursor, encode_conversation_cursor, title_from
 from tests.chat.fixtures import Reader, reader_on
 from tests.fakes.llm_server import FakeLLMServer, Text
 
@@ -136,4 +136,4 @@ def test_titles_and_cursors() -> None:
     from datetime import UTC, datetime
 
     stamp, identifier = datetime.now(UTC), uuid.uuid4()
-    assert decode_cursor(encode_cursor(stamp, identifier)) == (stamp, identifier)
+    assert decode_conversation_cursor(encode_conversation_cursor(stamp, identifier)) == (stamp, identifier)

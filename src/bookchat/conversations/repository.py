@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,12 +11,10 @@ from uuid import UUID
 
 import asyncpg
 
+from bookchat.pagination import InvalidCursor, decode_cursor, encode_cursor
+
 MAX_TITLE_CHARS = 80
 MAX_MESSAGES_PER_CONVERSATION_READ = 1000
-
-
-class InvalidCursor(ValueError):
-    """A pagination cursor that this server did not issue."""
 
 
 class ConversationNotFound(LookupError):
@@ -84,18 +80,16 @@ def title_from(question: str) -> str:
     return line[: MAX_TITLE_CHARS - 1].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
 
 
-def encode_cursor(updated_at: datetime, conversation_id: UUID) -> str:
-    raw = json.dumps([updated_at.isoformat(), str(conversation_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def encode_conversation_cursor(updated_at: datetime, conversation_id: UUID) -> str:
+    return encode_cursor(updated_at.isoformat(), str(conversation_id))
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+def decode_conversation_cursor(cursor: str) -> tuple[datetime, UUID]:
+    stamp, identifier = decode_cursor(cursor, 2)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        stamp, identifier = json.loads(raw)
         return datetime.fromisoformat(stamp), UUID(identifier)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise InvalidCursor("the cursor is not one this server issued") from exc
+    except ValueError:
+        raise InvalidCursor("invalid cursor: pass back a `next_cursor` unchanged") from None
 
 
 def _json_list(value: Any) -> list[dict[str, Any]]:
@@ -211,7 +205,7 @@ class ConversationRepository:
         self, owner_id: str, *, limit: int, cursor: str | None = None
     ) -> tuple[list[ConversationRecord], str | None]:
         """A page of the owner's conversations, most recently active first, and the next page's cursor."""
-        after = decode_cursor(cursor) if cursor else None
+        after = decode_conversation_cursor(cursor) if cursor else None
         rows = await self.pool.fetch(
             "SELECT c.id, c.title, c.created_at, c.updated_at,"
             " (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS message_count"
@@ -224,7 +218,7 @@ class ConversationRepository:
             limit + 1,
         )
         records = [ConversationRecord(**dict(row)) for row in rows[:limit]]
-        next_cursor = encode_cursor(records[-1].updated_at, records[-1].id) if len(rows) > limit else None
+        next_cursor = encode_conversation_cursor(records[-1].updated_at, records[-1].id) if len(rows) > limit else None
         return records, next_cursor
 
     async def get_conversation(self, owner_id: str, conversation_id: UUID) -> ConversationRecord | None:

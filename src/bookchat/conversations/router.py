@@ -12,7 +12,6 @@ from bookchat.conversations.repository import (
     ConversationRecord,
     ConversationRepository,
     FeedbackRecord,
-    InvalidCursor,
     MessageRecord,
 )
 from bookchat.conversations.schemas import (
@@ -25,7 +24,7 @@ from bookchat.conversations.schemas import (
     TokenUsage,
 )
 from bookchat.dependencies import PoolDep
-from bookchat.errors import BadRequest, NotFound, UnprocessableContent
+from bookchat.errors import NotFound, UnprocessableContent
 
 router = APIRouter(tags=["conversations"])
 
@@ -93,10 +92,7 @@ async def list_conversations(
     cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")] = None,
 ) -> ConversationPage:
     """The caller's conversations, most recently active first, titled after their first question."""
-    try:
-        records, next_cursor = await repository.list_conversations(principal.id, limit=limit, cursor=cursor)
-    except InvalidCursor as exc:
-        raise BadRequest(str(exc), code="invalid-cursor") from None
+    records, next_cursor = await repository.list_conversations(principal.id, limit=limit, cursor=cursor)
     return ConversationPage(items=[_summary(record) for record in records], next_cursor=next_cursor)
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Sequence
 from typing import Annotated
 from uuid import UUID
@@ -33,6 +30,7 @@ from bookchat.errors import (
     UnprocessableContent,
     UnsupportedMediaType,
 )
+from bookchat.pagination import InvalidCursor, decode_cursor, encode_cursor
 from bookchat.retrieval.embeddings import EmbeddingError
 from bookchat.retrieval.store import VectorStoreError
 
@@ -152,35 +150,25 @@ def document_out(row: DocumentRow) -> DocumentOut:
     )
 
 
-def encode_cursor(row: DocumentRow) -> str:
-    raw = json.dumps([row.source_path, str(row.id)], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[str, UUID]:
-    """The keyset a cursor stands for; a cursor that was not made by `encode_cursor` is a 422."""
+def _after(cursor: str) -> tuple[str, UUID]:
+    source_path, document_id = decode_cursor(cursor, 2)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        source_path, document_id = json.loads(raw)
-        if not isinstance(source_path, str):
-            raise TypeError("source path")
-        return source_path, UUID(str(document_id))
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise UnprocessableContent(
-            "invalid cursor: pass back a `next_cursor` unchanged", code="invalid-cursor"
-        ) from exc
+        return source_path, UUID(document_id)
+    except ValueError:
+        raise InvalidCursor("invalid cursor: pass back a `next_cursor` unchanged") from None
 
 
 async def list_documents(
     pipeline: IngestPipeline, *, limit: int, cursor: str | None, prefix: str | None
 ) -> DocumentPage:
-    after = decode_cursor(cursor) if cursor else None
+    after = _after(cursor) if cursor else None
     async with pipeline.pool.acquire() as conn:
         rows = await repo.page(conn, pipeline.collection, limit=limit + 1, after=after, prefix=prefix)
     more = len(rows) > limit
     rows = rows[:limit]
     return DocumentPage(
-        items=[document_out(row) for row in rows], next_cursor=encode_cursor(rows[-1]) if more and rows else None
+        items=[document_out(row) for row in rows],
+        next_cursor=encode_cursor(rows[-1].source_path, str(rows[-1].id)) if more and rows else None,
     )
 
 
