@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 from bookchat.config import Settings
 from bookchat.db import Database
-from bookchat.llm.provider import LLM, create_llm
 from bookchat.retrieval.embeddings import Embedder, create_embedder
 from bookchat.retrieval.search import HybridRetriever
 from bookchat.retrieval.sparse import Bm25Encoder
 from bookchat.retrieval.store import VectorStore, open_qdrant_client
 
 if TYPE_CHECKING:
+    from bookchat.llm.provider import LLM
     from bookchat.ratelimit import RateLimiter
 
 
@@ -62,7 +62,13 @@ async def open_resources(settings: Settings, stack: AsyncExitStack, *, check_col
     if check_collection:
         await retriever.ensure_collection()
 
-    llm = create_llm(settings)
+    llm = None
+    if settings.resolved_llm_provider != "none":
+        # Imported only here: the Agents SDK takes seconds to import, and extractive answers, ingestion and
+        # search never need it.
+        from bookchat.llm.provider import create_llm
+
+        llm = create_llm(settings)
     if llm is not None:
         stack.push_async_callback(llm.aclose)
     # Imported here: the limiter depends on auth, whose dependencies hand out these very resources.
