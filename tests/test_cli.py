@@ -124,6 +124,11 @@ def test_ingest_search_ask_and_users_from_the_command_line(tmp_path: Path, datab
     )
     assert created.exit_code == 0, created.output
     assert f"created {email} (admin)" in created.output
+    disabled = runner.invoke(app, ["users", "disable", "--email", email], env=env)
+    assert disabled.exit_code == 0, disabled.output
+    assert "is now disabled" in disabled.output
+    enabled = runner.invoke(app, ["users", "enable", "--email", email], env=env)
+    assert "is now enabled" in enabled.output
     demoted = runner.invoke(app, ["users", "set-role", "--email", email, "--role", "user"], env=env)
     assert demoted.exit_code == 0, demoted.output
     assert "is now user" in demoted.output

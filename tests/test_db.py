@@ -10,7 +10,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bookchat.db import Database, EmbeddedPostgres, Migration, _live_pid, apply_migrations, load_migrations
+from bookchat.db import (
+    Database,
+    DatabaseError,
+    EmbeddedPostgres,
+    Migration,
+    _live_pid,
+    apply_migrations,
+    load_migrations,
+)
 from tests.conftest import _with_database, traversable_temp_dir
 
 
@@ -104,6 +112,19 @@ async def test_database_reports_an_unreachable_server(make_settings: object) -> 
 def pg_dir() -> Iterator[Path]:
     with traversable_temp_dir() as folder:
         yield folder
+
+
+async def test_a_failed_open_closes_what_it_opened(
+    make_settings: object, empty_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bookchat.db
+
+    monkeypatch.setattr(bookchat.db, "load_migrations", lambda: [Migration("999_broken", "SELECT no_such_function()")])
+    database = Database(make_settings(database_url=empty_database))  # type: ignore[operator]
+    with pytest.raises(asyncpg.UndefinedFunctionError):
+        await database.open()
+    with pytest.raises(DatabaseError, match="not open"):
+        _ = database.pool
 
 
 def test_embedded_server_is_stopped_by_its_owner_only(pg_dir: Path) -> None:

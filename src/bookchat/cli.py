@@ -92,14 +92,17 @@ def serve(
             os.environ[ENV_PREFIX + "DATABASE_URL"] = embedded.start()
         except Exception as exc:  # pgserver raises bare subprocess errors
             fail(f"could not start the embedded PostgreSQL in {settings.postgres_data_dir}: {exc}", code=1)
-    from bookchat.auth.tokens import ensure_jwt_secret
-
-    # Once here, before workers start, so a generated secret is created and announced once.
-    ensure_jwt_secret(settings)
-    if sample and SAMPLE_BOOK.is_dir():
-        os.environ.setdefault(ENV_PREFIX + "SAMPLE_BOOK", str(SAMPLE_BOOK))
-    print_banner(settings, host, port, workers, embedded)
     try:
+        from bookchat.auth.tokens import ensure_jwt_secret
+
+        # Once here, before workers start, so a generated secret is created and announced once.
+        try:
+            ensure_jwt_secret(settings)
+        except (OSError, ValueError) as exc:
+            fail(f"BOOKCHAT_JWT_SECRET: none is set and none could be kept in {settings.data_dir}: {exc}", code=1)
+        if sample and SAMPLE_BOOK.is_dir():
+            os.environ.setdefault(ENV_PREFIX + "SAMPLE_BOOK", str(SAMPLE_BOOK))
+        print_banner(settings, host, port, workers, embedded)
         uvicorn.run(
             "bookchat.main:app_from_env",
             factory=True,
@@ -318,6 +321,31 @@ def users_set_role(
             return f"{user.email} is now {user.role}"
 
     console.print(run(_set_role()))
+
+
+@users.command("disable")
+def users_disable(email: Annotated[str, typer.Option(help="The account's email.")]) -> None:
+    """Disable an account: it can no longer log in, and every session it has is revoked."""
+    set_disabled(email, disabled=True)
+
+
+@users.command("enable")
+def users_enable(email: Annotated[str, typer.Option(help="The account's email.")]) -> None:
+    """Enable a disabled account again."""
+    set_disabled(email, disabled=False)
+
+
+def set_disabled(email: str, *, disabled: bool) -> None:
+    from bookchat.auth.service import cli_set_disabled
+
+    settings = settings_or_exit()
+
+    async def _set() -> str:
+        async with database_for(settings) as database:
+            user = await cli_set_disabled(database.pool, settings, email=email, disabled=disabled)
+            return f"{user.email} is now {'disabled' if user.disabled else 'enabled'}"
+
+    console.print(run(_set()))
 
 
 @asynccontextmanager

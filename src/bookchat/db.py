@@ -203,14 +203,19 @@ class Database:
         return url.get_secret_value() if url is not None else None
 
     async def open(self, *, migrate: bool = True) -> None:
-        dsn = self.dsn_or_none()
-        if dsn is None:
-            self.embedded = EmbeddedPostgres(self.settings.postgres_data_dir)
-            dsn = await asyncio.to_thread(self.embedded.start)
-        self._pool = await create_pool(dsn, self.settings)
-        if migrate:
-            async with self._pool.acquire() as conn:
-                await apply_migrations(conn)
+        """Start the embedded server if needed, open the pool, migrate; on failure close what was opened."""
+        try:
+            dsn = self.dsn_or_none()
+            if dsn is None:
+                self.embedded = EmbeddedPostgres(self.settings.postgres_data_dir)
+                dsn = await asyncio.to_thread(self.embedded.start)
+            self._pool = await create_pool(dsn, self.settings)
+            if migrate:
+                async with self._pool.acquire() as conn:
+                    await apply_migrations(conn)
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         if self._pool is not None:

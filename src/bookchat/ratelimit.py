@@ -183,7 +183,7 @@ class RateLimiter:
 
     @asynccontextmanager
     async def stream_slot(self, principal_id: str) -> AsyncIterator[None]:
-        """Hold one of the principal's MAX_CONCURRENT_STREAMS slots for the duration of a stream."""
+        """Hold one of the principal's MAX_CONCURRENT_STREAMS slots for the duration of a block."""
         release = await self.acquire_stream(principal_id)
         try:
             yield
@@ -323,13 +323,6 @@ def rate_limit(rule: Literal["auth", "chat", "search"]) -> Callable[..., Awaitab
         await enforce_rate_limit(request, rule, principal, response)
 
     return limit_principal
-
-
-@asynccontextmanager
-async def stream_slot(request: Request, principal: Principal) -> AsyncIterator[None]:
-    """`async with stream_slot(request, principal):` around a stream; 429 "too-many-streams" when all are busy."""
-    async with get_rate_limiter(request).stream_slot(principal.id):
-        yield
 
 
 async def acquire_stream_slot(request: Request, principal: Principal) -> Callable[[], Awaitable[None]]:

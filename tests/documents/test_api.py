@@ -198,7 +198,7 @@ async def test_malformed_requests_are_rejected(admin: httpx.AsyncClient) -> None
 
 
 async def test_bad_list_and_id_parameters(admin: httpx.AsyncClient) -> None:
-    for params in ({"limit": 0}, {"limit": 101}):
+    for params in ({"limit": 0}, {"limit": 101}, {"prefix": "docs\x00"}):
         problem(await admin.get("/api/documents", params=params), 422)
     for cursor in ("!!!", "bm90LWpzb24", encode_cursor("a", "not-a-uuid")):
         assert problem(await admin.get("/api/documents", params={"cursor": cursor}), 400)["code"] == "invalid-cursor"

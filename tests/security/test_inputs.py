@@ -142,3 +142,16 @@ async def test_brute_force_is_throttled(make_settings: Callable[..., Settings]) 
             assert ok.status_code == 200
             assert ok.headers["ratelimit-limit"] == "8"
             assert bearer(ok.json()["access_token"])
+
+
+async def test_nul_and_lone_surrogates_in_chat_fields_are_422(make_settings: Callable[..., Settings]) -> None:
+    async with running(make_settings()) as app, client(app, ip="198.51.100.77") as http:
+        guest = (await http.post("/api/auth/guest")).json()["access_token"]
+        headers = {"Authorization": f"Bearer {guest}", "content-type": "application/json"}
+        for body in (
+            b'{"message": "nul \\u0000 here"}',
+            b'{"message": "lone \\ud800 surrogate"}',
+            b'{"message": "fine", "selected_text": "nul \\u0000"}',
+        ):
+            response = await http.post("/api/chat", content=body, headers=headers)
+            assert response.status_code == 422, response.text

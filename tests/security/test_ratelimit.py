@@ -16,7 +16,7 @@ from bookchat.auth.tokens import TokenCodec
 from bookchat.config import Settings
 from bookchat.errors import TooManyRequests
 from bookchat.problems import install_problem_handlers
-from bookchat.ratelimit import RateLimitConfigError, RateLimiter, acquire_stream_slot, rate_limit, stream_slot
+from bookchat.ratelimit import RateLimitConfigError, RateLimiter, acquire_stream_slot, rate_limit
 from tests.security.conftest import REDIS_URL
 
 SECRET = "unit-test-secret-0123456789abcdef0123456789"
@@ -155,9 +155,12 @@ async def test_stream_slot_helpers_use_the_app_limiter(tmp_path: Path) -> None:
 
     @app.get("/api/hold")
     async def hold(principal: PrincipalDep, request: Request) -> dict[str, str]:
-        async with stream_slot(request, principal):
+        release = await acquire_stream_slot(request, principal)
+        try:
             held.set()
             await done.wait()
+        finally:
+            await release()
         return {"ok": "yes"}
 
     @app.get("/api/try")

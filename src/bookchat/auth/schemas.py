@@ -6,26 +6,14 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from bookchat.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from bookchat.text import StorableStr
 
 TOKEN_PATTERN = r"^[A-Za-z0-9._~+/=-]+$"  # noqa: S105 - a regex, not a secret
 
 
-def _storable(value: str) -> str:
-    # PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded as UTF-8: refuse both with a 422
-    # here rather than fail deep inside the database driver.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text") from None
-    return value
-
-
-StorableStr = Annotated[str, AfterValidator(_storable)]
 TokenStr = Annotated[str, Field(min_length=16, max_length=4096, pattern=TOKEN_PATTERN)]
 
 

@@ -7,6 +7,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bookchat.conversations.schemas import Citation, MessageStatus, Mode, TokenUsage
+from bookchat.text import StorableStr
 
 __all__ = [
     "ChatFilters",
@@ -58,15 +59,17 @@ class ChatRequest(BaseModel):
         },
     )
 
-    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS, examples=["How does Gazebo simulate a lidar?"])
+    message: StorableStr = Field(
+        min_length=1, max_length=MAX_MESSAGE_CHARS, examples=["How does Gazebo simulate a lidar?"]
+    )
     conversation_id: UUID | None = Field(None, description="Continue this conversation (yours); omit to start one.")
-    selected_text: str | None = Field(
+    selected_text: StorableStr | None = Field(
         None,
         min_length=1,
         max_length=MAX_SELECTION_CHARS,
         description="Text the reader selected: the answer then uses only this text (no book search).",
     )
-    page_url: str | None = Field(
+    page_url: StorableStr | None = Field(
         None,
         max_length=2000,
         pattern=r"^https?://",

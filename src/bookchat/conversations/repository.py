@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -87,8 +87,12 @@ def encode_conversation_cursor(updated_at: datetime, conversation_id: UUID) -> s
 def decode_conversation_cursor(cursor: str) -> tuple[datetime, UUID]:
     stamp, identifier = decode_cursor(cursor, 2)
     try:
-        return datetime.fromisoformat(stamp), UUID(identifier)
-    except ValueError:
+        moment = datetime.fromisoformat(stamp)
+        if moment.tzinfo is None:
+            raise ValueError("naive timestamp")
+        # Converted here: a crafted offset at the edge of the calendar overflows, and must not reach asyncpg.
+        return moment.astimezone(UTC), UUID(identifier)
+    except (ValueError, OverflowError):
         raise InvalidCursor("invalid cursor: pass back a `next_cursor` unchanged") from None
 
 

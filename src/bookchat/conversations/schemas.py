@@ -8,6 +8,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bookchat.text import StorableStr
+
 Mode = Literal["retrieval", "selection", "extractive"]
 MessageStatus = Literal["pending", "ok", "error", "cancelled"]
 Rating = Literal["up", "down"]
@@ -94,6 +96,6 @@ class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rating: Rating = Field(examples=["up"])
-    comment: str | None = Field(
+    comment: StorableStr | None = Field(
         None, max_length=MAX_FEEDBACK_COMMENT, examples=["Clear, and the link went to the right section."]
     )

@@ -122,7 +122,8 @@ async def list_documents(
         str | None, Query(min_length=1, max_length=2100, description="`next_cursor` of the previous page.")
     ] = None,
     prefix: Annotated[
-        str | None, Query(min_length=1, max_length=1000, description="Only paths starting with this.")
+        str | None,
+        Query(min_length=1, max_length=1000, pattern=r"^[^\x00]+$", description="Only paths starting with this."),
     ] = None,
 ) -> DocumentPage:
     """The corpus's documents ordered by path, `limit` at a time; follow `next_cursor` until it is null."""

@@ -152,11 +152,15 @@ async def chat_completions(
         raise
 
     async def body_bytes() -> Any:
+        inner = service.stream(prepared)
         try:
-            async for chunk in service.stream(prepared):
+            async for chunk in inner:
                 yield chunk
         finally:
-            await release()
+            try:
+                await inner.aclose()  # stops the model and stores a cancelled answer before the slot is freed
+            finally:
+                await release()
 
     return EventStreamResponse(body_bytes(), headers=limits.headers() if limits.limit else None)
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bookchat.chat.schemas import MAX_SELECTION_CHARS
 from bookchat.conversations.schemas import Citation, Mode
+from bookchat.text import StorableStr
 
 __all__ = [
     "ChatCompletion",
@@ -125,13 +126,15 @@ class ChatCompletionRequest(BaseModel):
     conversation_id: UUID | None = Field(
         None, description="Continue a stored conversation of yours (its history replaces `messages`' history)."
     )
-    selected_text: str | None = Field(
+    selected_text: StorableStr | None = Field(
         None,
         min_length=1,
         max_length=MAX_SELECTION_CHARS,
         description="Answer from this text only (selection mode), as the widget's *Ask about this* does.",
     )
-    page_url: str | None = Field(None, max_length=2000, pattern=r"^https?://", description="Where the selection is.")
+    page_url: StorableStr | None = Field(
+        None, max_length=2000, pattern=r"^https?://", description="Where the selection is."
+    )
 
 
 class Usage(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,7 +226,7 @@ class CompletionService:
             mode=answer.mode,
         )
 
-    async def stream(self, prepared: Prepared) -> AsyncIterator[bytes]:
+    async def stream(self, prepared: Prepared) -> AsyncGenerator[bytes, None]:
         """`chat.completion.chunk` events ending with `data: [DONE]`; an upstream failure is an `error` event."""
         turn = prepared.turn
         created = int(time.time())

@@ -1,0 +1,22 @@
+"""Text that may be stored: PostgreSQL `text` holds no NUL, and a lone surrogate cannot be encoded as UTF-8."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+
+def check_storable(value: str) -> str:
+    """`value` unchanged, or ValueError naming why PostgreSQL would refuse it."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+# Refused with a 422 at the edge rather than failing deep inside the database driver as a 500.
+StorableStr = Annotated[str, AfterValidator(check_storable)]
