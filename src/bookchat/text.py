@@ -20,3 +20,11 @@ def check_storable(value: str) -> str:
 
 # Refused with a 422 at the edge rather than failing deep inside the database driver as a 500.
 StorableStr = Annotated[str, AfterValidator(check_storable)]
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` on one line, cut at a word boundary with "…" when it is longer than `limit` characters."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    return flat[: limit - 1].rsplit(" ", 1)[0].rstrip(",.;:") + "…"

@@ -11,7 +11,6 @@ _MARKER = re.compile(r"\[\s*(\d{1,3}(?:\s*[-–]\s*\d{1,3})?(?:\s*[,;]\s*\d{1,3}
 _MARKER_PREFIX = re.compile(
     r"\[\s*(?:\d{1,3}(?:\s*[-–]\s*(?:\d{1,3})?)?(?:\s*[,;]\s*(?:\d{1,3}(?:\s*[-–]\s*(?:\d{1,3})?)?)?)*)?\s*\Z"
 )
-_ANY_MARKER = _MARKER
 # A range like [1-40] is expanded at most this far; anything wider is not a citation.
 _MAX_RANGE = 20
 _MAX_PENDING = 48
@@ -32,7 +31,7 @@ def _numbers(group: str) -> list[int]:
 
 def strip_markers(text: str) -> str:
     """`text` without any `[n]` marker (for history turns, whose numbers meant other passages)."""
-    return re.sub(r"[ \t]*" + _ANY_MARKER.pattern, "", text)
+    return re.sub(r"[ \t]*" + _MARKER.pattern, "", text)
 
 
 @dataclass

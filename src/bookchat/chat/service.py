@@ -36,6 +36,7 @@ from bookchat.errors import BadGateway, BookchatError, NotFound, ServiceUnavaila
 from bookchat.llm import LLM, extractive_answer, upstream_error
 from bookchat.llm.errors import retry_after_seconds
 from bookchat.retrieval.search import HybridRetriever, Passage, SearchFilters
+from bookchat.text import shorten
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,7 @@ class EmptyAnswer(RuntimeError):
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
-    flat = " ".join(text.split())
-    if len(flat) <= limit:
-        return flat
-    return flat[:limit].rsplit(" ", 1)[0] + "…"
+    return shorten(text, limit)
 
 
 def passage_citation(index: int, passage: Passage) -> Citation:

@@ -12,6 +12,7 @@ from uuid import UUID
 import asyncpg
 
 from bookchat.pagination import InvalidCursor, decode_cursor, encode_cursor
+from bookchat.text import shorten
 
 MAX_TITLE_CHARS = 80
 MAX_MESSAGES_PER_CONVERSATION_READ = 1000
@@ -74,10 +75,7 @@ class MessageRecord:
 
 def title_from(question: str) -> str:
     """A conversation title: the first question on one line, cut at a word boundary."""
-    line = " ".join(question.split())
-    if len(line) <= MAX_TITLE_CHARS:
-        return line
-    return line[: MAX_TITLE_CHARS - 1].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
+    return shorten(question, MAX_TITLE_CHARS)
 
 
 def encode_conversation_cursor(updated_at: datetime, conversation_id: UUID) -> str:

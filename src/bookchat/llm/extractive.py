@@ -7,6 +7,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bookchat.text import shorten
+
 NO_LLM_LINE = "No language model is configured, so this answer quotes the most relevant passages of the book."
 NO_LLM_SELECTION_LINE = (
     "No language model is configured, so this answer quotes the sentences of your selection that best "
@@ -78,9 +80,7 @@ def split_sentences(passage_number: int, text: str) -> list[Sentence]:
             piece = piece.strip()
             if len(piece) < 20:
                 continue
-            if len(piece) > MAX_SENTENCE_CHARS:
-                piece = piece[:MAX_SENTENCE_CHARS].rsplit(" ", 1)[0] + "…"
-            sentences.append(Sentence(passage_number, len(sentences), piece))
+            sentences.append(Sentence(passage_number, len(sentences), shorten(piece, MAX_SENTENCE_CHARS)))
     return sentences
 
 
