@@ -9,7 +9,7 @@ from bookchat.text import check_storable, shorten
 
 @pytest.mark.parametrize("value", ["nul \x00 here", "lone \ud800 surrogate"])
 def test_text_postgresql_refuses_is_refused(value: str) -> None:
-    with pytest.raises(ValueError, match="NUL|Unicode"):
+    with pytest.raises(ValueError, match=r"NUL|Unicode"):
         check_storable(value)
 
 
