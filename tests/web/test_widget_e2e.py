@@ -21,6 +21,7 @@ from bookchat.main import create_app
 from tests.chat.fixtures import llm_settings
 from tests.fakes.llm_server import FakeLLMServer, ReplyFactory, Text, request_text
 from tests.web.live_server import LiveServer
+from tests.web.page_actions import select_sentence
 
 HANDBOOK = """---
 title: Robot handbook
@@ -239,19 +240,7 @@ def test_ask_about_a_selection_sends_only_the_selection(
     fake.script(Text("Press the red button: it cuts power to every motor [1]."))
     safety_url = site.guide + "/robot/safety"
     browser_page.goto(safety_url)
-    browser_page.evaluate(
-        """(sentence) => {
-            const paragraph = [...document.querySelectorAll("article p")].find((p) => p.textContent.includes(sentence));
-            const text = paragraph.firstChild;
-            const start = text.textContent.indexOf(sentence);
-            const range = document.createRange();
-            range.setStart(text, start);
-            range.setEnd(text, start + sentence.length);
-            getSelection().removeAllRanges();
-            getSelection().addRange(range);
-        }""",
-        SELECTED,
-    )
+    select_sentence(browser_page, SELECTED)
     browser_page.get_by_role("button", name="Ask about this").click()
     expect(browser_page.get_by_role("dialog", name="Ask the book")).to_be_visible()
     ask(browser_page, "What does this button do?")

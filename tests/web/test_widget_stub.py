@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect
 
 from tests.web.live_server import LiveServer
+from tests.web.page_actions import select_sentence
 from tests.web.stub_api import Reply, StubApi, citation
 
 GUIDE = """---
@@ -205,19 +206,7 @@ def test_stop_button_ends_a_stream(api: StubApi, page: Page, base_url: str) -> N
 def test_ask_about_this_sends_the_selection(api: StubApi, page: Page, base_url: str) -> None:
     page.goto(base_url + "/")
     sentence = "The quick brown fox jumps over the lazy dog."
-    page.evaluate(
-        """(sentence) => {
-            const p = [...document.querySelectorAll("article p")].find((n) => n.textContent.includes(sentence));
-            const node = p.firstChild;
-            const start = node.textContent.indexOf(sentence);
-            const range = document.createRange();
-            range.setStart(node, start);
-            range.setEnd(node, start + sentence.length);
-            getSelection().removeAllRanges();
-            getSelection().addRange(range);
-        }""",
-        sentence,
-    )
+    select_sentence(page, sentence)
     button = page.get_by_role("button", name="Ask about this")
     expect(button).to_be_visible()
     button.click()
