@@ -136,18 +136,7 @@ def summary_response(summary: IngestSummary) -> IngestResponse:
 
 
 def document_out(row: DocumentRow) -> DocumentOut:
-    return DocumentOut(
-        id=row.id,
-        source_path=row.source_path,
-        title=row.title,
-        url=row.url,
-        status=row.status,
-        chunk_count=row.chunk_count,
-        embedding_model=row.embedding_model,
-        content_hash=row.content_hash,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return DocumentOut.model_validate(row, from_attributes=True)
 
 
 def _after(cursor: str) -> tuple[str, UUID]:
