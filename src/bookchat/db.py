@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import time
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -97,7 +98,11 @@ class EmbeddedPostgres:
     def start(self) -> str:
         """Start (or reuse) the server and return its URL. Blocking: call it in a thread."""
         try:
-            import pgserver
+            # pgserver asks platformdirs for a runtime folder at import; its warning about a missing
+            # XDG_RUNTIME_DIR (normal on servers and in containers) would greet every `make serve`.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                import pgserver
         except ImportError as exc:  # pragma: no cover - only on Python >= 3.13
             raise DatabaseError(
                 "BOOKCHAT_DATABASE_URL is not set and the embedded PostgreSQL (pgserver) is not installed "
