@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from bookchat.config import Settings
 from bookchat.main import create_app
+from tests.fakes.llm_server import FakeLLMServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -153,6 +154,21 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 async def admin_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with client_for(app, Authorization=f"Bearer {ADMIN_TOKEN}") as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[FakeLLMServer]:
+    """One OpenAI-compatible fake LLM over HTTP for the whole session."""
+    with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture
+def llm(fake_llm: FakeLLMServer) -> Iterator[FakeLLMServer]:
+    """The session's fake LLM with no scripted replies or recorded requests left by another test."""
+    fake_llm.reset()
+    yield fake_llm
+    fake_llm.reset()
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """Chat test fixtures (defined in tests/chat/fixtures.py, shared with the conversations tests)."""
 
-from tests.chat.fixtures import chat_app, extractive_app, fake_llm, llm, reader
+from tests.chat.fixtures import chat_app, extractive_app, reader
 
-__all__ = ["chat_app", "extractive_app", "fake_llm", "llm", "reader"]
+__all__ = ["chat_app", "extractive_app", "reader"]

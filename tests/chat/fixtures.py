@@ -6,7 +6,7 @@ import asyncio
 import json
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -168,19 +168,6 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
 
 
 # ---- fixtures (imported by tests/chat/conftest.py and tests/conversations/conftest.py)
-
-
-@pytest.fixture(scope="session")
-def fake_llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as server:
-        yield server
-
-
-@pytest.fixture
-def llm(fake_llm: FakeLLMServer) -> Iterator[FakeLLMServer]:
-    fake_llm.reset()
-    yield fake_llm
-    fake_llm.reset()
 
 
 def llm_settings(make_settings: Callable[..., Settings], fake: FakeLLMServer, **overrides: Any) -> Settings:

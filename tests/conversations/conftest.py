@@ -1,5 +1,5 @@
 """Conversation test fixtures: the chat apps of tests/chat/fixtures.py (history is made by chatting)."""
 
-from tests.chat.fixtures import chat_app, extractive_app, fake_llm, llm, reader
+from tests.chat.fixtures import chat_app, extractive_app, reader
 
-__all__ = ["chat_app", "extractive_app", "fake_llm", "llm", "reader"]
+__all__ = ["chat_app", "extractive_app", "reader"]

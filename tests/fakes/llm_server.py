@@ -398,13 +398,20 @@ class FakeLLMServer:
             }
         )
 
-    async def _embeddings(self, request: Request) -> Response:
+    async def _authorized_json(self, request: Request) -> dict[str, Any] | Response:
+        """The request's JSON body, or the 401/400 response that refuses it."""
         if (denied := self._unauthorized(request)) is not None:
             return denied
         try:
-            body = json.loads(await request.body())
+            body: dict[str, Any] = json.loads(await request.body())
         except ValueError:
             return JSONResponse(Error(400, "body is not JSON").body(), status_code=400)
+        return body
+
+    async def _embeddings(self, request: Request) -> Response:
+        body = await self._authorized_json(request)
+        if isinstance(body, Response):
+            return body
         with self._lock:
             self.embedding_requests.append(body)
         inputs = body.get("input")
@@ -429,12 +436,9 @@ class FakeLLMServer:
         )
 
     async def _chat(self, request: Request) -> Response:
-        if (denied := self._unauthorized(request)) is not None:
-            return denied
-        try:
-            body = json.loads(await request.body())
-        except ValueError:
-            return JSONResponse(Error(400, "body is not JSON").body(), status_code=400)
+        body = await self._authorized_json(request)
+        if isinstance(body, Response):
+            return body
         with self._lock:
             self.requests.append(body)
             self.request_headers.append(dict(request.headers))

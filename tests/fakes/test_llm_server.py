@@ -8,7 +8,6 @@ import math
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -37,19 +36,6 @@ from tests.fakes.llm_server import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as server:
-        yield server
-
-
-@pytest.fixture
-def llm(fake: FakeLLMServer) -> Iterator[FakeLLMServer]:
-    fake.reset()
-    yield fake
-    fake.reset()
 
 
 def client(server: FakeLLMServer, **options: float) -> AsyncOpenAI:

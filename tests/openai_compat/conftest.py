@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx2
@@ -38,24 +38,17 @@ def openai_client(app: FastAPI, api_key: str) -> openai.AsyncOpenAI:
     )
 
 
-@pytest.fixture(scope="session")
-def compat_fake_llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as server:
-        yield server
-
-
 @pytest.fixture
-def fake(compat_fake_llm: FakeLLMServer) -> Iterator[FakeLLMServer]:
-    compat_fake_llm.reset()
-    yield compat_fake_llm
-    compat_fake_llm.reset()
+def fake(llm: FakeLLMServer) -> FakeLLMServer:
+    """The session's fake LLM, reset for this test."""
+    return llm
 
 
 @pytest.fixture(scope="session")
-async def compat_app(make_settings: Callable[..., Settings], compat_fake_llm: FakeLLMServer) -> AsyncIterator[FastAPI]:
+async def compat_app(make_settings: Callable[..., Settings], fake_llm: FakeLLMServer) -> AsyncIterator[FastAPI]:
     settings = llm_settings(
         make_settings,
-        compat_fake_llm,
+        fake_llm,
         api_keys=[API_KEY, hash_api_key(HASHED_API_KEY)],
         rate_limit_enabled=True,
         rate_limit_chat="4/minute",
