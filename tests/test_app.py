@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -178,3 +180,10 @@ def test_configured_secrets_are_redacted_literally() -> None:
     assert redact("token plain-admin-token-value used") == "token *** used"
     assert redact("a short word") == "a short word"
     assert redact("refresh rt_abcdefghijklmnopqrstuvwxyz0123") == "refresh rt_***"
+
+
+def test_the_app_module_does_not_import_the_agents_sdk() -> None:
+    """Start-up time: the SDK (over a second to import) loads only where a language model answers."""
+    probe = "import sys, bookchat.main, bookchat.cli; print(sorted({'agents', 'openai'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "[]"

@@ -39,17 +39,23 @@ async def open_resources(settings: Settings, stack: AsyncExitStack, *, check_col
     `check_collection=False` skips creating the collection and checking its embedding model: for
     `bookchat ingest --reindex`, which rebuilds it.
     """
-    database = Database(settings)
-    await database.open()
-    stack.push_async_callback(database.close)
+    # Loading the ONNX model takes most of a second, largely outside the GIL: it runs in a thread while the
+    # pool opens, migrations run and the local Qdrant reads its folder.
+    loading = asyncio.ensure_future(asyncio.to_thread(create_embedder, settings))
+    try:
+        database = Database(settings)
+        await database.open()
+        stack.push_async_callback(database.close)
 
-    api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-    client = open_qdrant_client(settings.qdrant_url, api_key, settings.resolved_qdrant_path)
-    store = VectorStore(client, settings.collection, is_local=settings.qdrant_url is None)
-    stack.push_async_callback(store.close)
-
-    # Loading the ONNX model takes about a second: off the event loop.
-    embedder = await asyncio.to_thread(create_embedder, settings)
+        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        client = open_qdrant_client(settings.qdrant_url, api_key, settings.resolved_qdrant_path)
+        store = VectorStore(client, settings.collection, is_local=settings.qdrant_url is None)
+        stack.push_async_callback(store.close)
+    except BaseException:
+        # A thread cannot be cancelled: wait for it so its result (or error) is not left unretrieved.
+        await asyncio.gather(loading, return_exceptions=True)
+        raise
+    embedder = await loading
     sparse = Bm25Encoder()
     retriever = HybridRetriever(
         store,

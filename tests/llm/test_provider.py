@@ -12,9 +12,8 @@ from agents.exceptions import MaxTurnsExceeded, ModelBehaviorError
 
 from bookchat.config import DEFAULT_GEMINI_MODEL, GEMINI_OPENAI_BASE_URL, Settings, SettingsError
 from bookchat.errors import BadGateway, GatewayTimeout, NotFound, ServiceUnavailable
-from bookchat.llm import create_llm, upstream_error
-from bookchat.llm.errors import retry_after_seconds
-from bookchat.llm.provider import PLACEHOLDER_API_KEY
+from bookchat.llm.errors import retry_after_seconds, upstream_error
+from bookchat.llm.provider import PLACEHOLDER_API_KEY, create_llm
 from tests.fakes.llm_server import Error, FakeLLMServer, Text
 
 

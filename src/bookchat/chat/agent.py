@@ -5,13 +5,13 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 from agents import Agent, ItemHelpers, RunContextWrapper, Runner, TResponseInputItem, function_tool
 from agents.items import MessageOutputItem
 from agents.result import RunResultStreaming
 
+from bookchat.chat.context import AgentMode, AnswerContext, RunUsage, prompt_passage
 from bookchat.chat.prompts import (
     RETRIEVAL_INSTRUCTIONS,
     SEARCH_TOOL_DESCRIPTION,
@@ -19,8 +19,7 @@ from bookchat.chat.prompts import (
     PromptPassage,
     tool_result,
 )
-from bookchat.llm import LLM
-from bookchat.retrieval.search import HybridRetriever, Passage, SearchFilters
+from bookchat.llm.provider import LLM
 
 log = logging.getLogger(__name__)
 
@@ -30,27 +29,6 @@ MAX_SEARCHES = 2
 MAX_TURNS = MAX_SEARCHES + 2
 MAX_QUERY_CHARS = 500
 TURN_SEPARATOR = "\n\n"
-
-AgentMode = Literal["retrieval", "selection"]
-
-
-@dataclass
-class AnswerContext:
-    """Per-request state the tool reads through `RunContextWrapper`: where to search and what was found.
-
-    `passages` is the numbered list the model cites: passage `n` is `passages[n - 1]`. The tool appends
-    new hits, so they get the next numbers and earlier numbers never change.
-    """
-
-    retriever: HybridRetriever | None
-    filters: SearchFilters | None
-    passages: list[Passage]
-    search_limit: int
-    searches: list[str] = field(default_factory=list)
-
-
-def prompt_passage(number: int, passage: Passage) -> PromptPassage:
-    return PromptPassage(number, passage.title, " › ".join(passage.heading_path), passage.text)
 
 
 @function_tool(name_override="search_book", description_override=SEARCH_TOOL_DESCRIPTION)
@@ -102,13 +80,6 @@ def build_agent(llm: LLM, mode: AgentMode) -> Agent[AnswerContext]:
         model=llm.model,
         model_settings=llm.model_settings,
     )
-
-
-@dataclass(frozen=True)
-class RunUsage:
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
 
 
 def _usage(result_usage: object) -> RunUsage:

@@ -9,14 +9,13 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 from uuid import UUID
 
-from agents import TResponseInputItem
-from openai.types.responses import EasyInputMessageParam
 from pydantic import BaseModel
 
-from bookchat.chat.agent import AgentMode, AnswerContext, AnswerStream, RunUsage, prompt_passage, run_answer
 from bookchat.chat.citations import CitationRewriter, strip_markers
+from bookchat.chat.context import AgentMode, AnswerContext, RunUsage, prompt_passage
 from bookchat.chat.prompts import retrieval_input, selection_input
 from bookchat.chat.schemas import (
     ChatRequest,
@@ -33,10 +32,18 @@ from bookchat.config import Settings
 from bookchat.conversations.repository import ConversationNotFound, ConversationRepository, HistoryMessage
 from bookchat.conversations.schemas import Mode
 from bookchat.errors import BadGateway, BookchatError, NotFound, ServiceUnavailable
-from bookchat.llm import LLM, extractive_answer, upstream_error
-from bookchat.llm.errors import retry_after_seconds
+from bookchat.llm.errors import retry_after_seconds, upstream_error
+from bookchat.llm.extractive import extractive_answer
 from bookchat.retrieval.search import HybridRetriever, Passage, SearchFilters
 from bookchat.text import shorten
+
+if TYPE_CHECKING:
+    # The Agents SDK is imported at run time only where a model answers (see bookchat.chat.context).
+    from agents import TResponseInputItem
+    from openai.types.responses import EasyInputMessageParam
+
+    from bookchat.chat.agent import AnswerStream
+    from bookchat.llm.provider import LLM
 
 log = logging.getLogger(__name__)
 
@@ -268,13 +275,9 @@ class ChatService:
         for message in history:
             # Old answers' [n] pointed at other passages; without them they cannot be confused with today's.
             if message.role == "assistant":
-                items.append(
-                    EasyInputMessageParam(
-                        role="assistant", content=strip_markers(message.content)[:MAX_HISTORY_MESSAGE_CHARS]
-                    )
-                )
+                items.append(input_message("assistant", strip_markers(message.content)[:MAX_HISTORY_MESSAGE_CHARS]))
             else:
-                items.append(EasyInputMessageParam(role="user", content=message.content[:MAX_HISTORY_MESSAGE_CHARS]))
+                items.append(input_message("user", message.content[:MAX_HISTORY_MESSAGE_CHARS]))
         return items
 
     def _user_item(self, turn: Turn) -> TResponseInputItem:
@@ -286,7 +289,7 @@ class ChatService:
                 request.message,
                 [prompt_passage(number, passage) for number, passage in enumerate(turn.context.passages, 1)],
             )
-        return EasyInputMessageParam(role="user", content=content)
+        return input_message("user", content)
 
     def _extractive_text(self, turn: Turn) -> str:
         request = turn.request
@@ -303,6 +306,8 @@ class ChatService:
             if self.llm is None:
                 text = self._extractive_text(turn)
             else:
+                from bookchat.chat.agent import run_answer
+
                 result = await run_answer(self.llm, self._agent_mode(turn), turn.items, turn.context)
                 text, usage = result.text, result.usage
             if not text.strip():
@@ -359,6 +364,8 @@ class ChatService:
             if self.llm is None:
                 source = _pieces(self._extractive_text(turn))
             else:
+                from bookchat.chat.agent import AnswerStream
+
                 answer_stream = AnswerStream.start(self.llm, self._agent_mode(turn), turn.items, turn.context)
                 source = answer_stream.deltas()
             pieces = coalesce(source, DELTA_INTERVAL_SECONDS)
@@ -488,6 +495,11 @@ class ChatService:
         # If the caller is cancelled again, the task carries on; the caller re-raises its cancellation anyway.
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(task)
+
+
+def input_message(role: Literal["user", "assistant"], content: str) -> EasyInputMessageParam:
+    """One message of the model's input, as the Agents SDK takes it (a plain dict: no SDK import needed)."""
+    return {"role": role, "content": content}
 
 
 def _token_usage(usage: RunUsage) -> TokenUsage:

@@ -1,7 +1,4 @@
-"""The language model: provider factory (Gemini / OpenAI-compatible / none), error mapping, extractive fallback."""
+"""The language model: provider factory (Gemini / OpenAI-compatible / none), error mapping, extractive fallback.
 
-from bookchat.llm.errors import upstream_error
-from bookchat.llm.extractive import extractive_answer
-from bookchat.llm.provider import LLM, create_llm
-
-__all__ = ["LLM", "create_llm", "extractive_answer", "upstream_error"]
+Import the submodules themselves: `provider` loads the OpenAI Agents SDK, which the extractive mode never needs.
+"""

@@ -6,14 +6,15 @@ import contextlib
 import email.utils
 import math
 import time
-
-import openai
-from agents.exceptions import MaxTurnsExceeded
+from typing import TYPE_CHECKING
 
 from bookchat.errors import BadGateway, BookchatError, GatewayTimeout, ServiceUnavailable
 
 DEFAULT_RETRY_AFTER_SECONDS = 5
 MAX_RETRY_AFTER_SECONDS = 300
+
+if TYPE_CHECKING:
+    import openai
 
 
 def _retry_after(error: openai.APIStatusError) -> int:
@@ -39,6 +40,10 @@ def upstream_error(error: BaseException) -> BookchatError:
     """
     if isinstance(error, BookchatError):
         return error
+    # Imported here: only a configured model raises these, and the SDK is slow to import (see bookchat.chat.context).
+    import openai
+    from agents.exceptions import MaxTurnsExceeded
+
     if isinstance(error, openai.RateLimitError) or (
         isinstance(error, openai.APIStatusError) and error.status_code == 503
     ):

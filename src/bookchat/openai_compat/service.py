@@ -9,12 +9,11 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agents import TResponseInputItem
 from pydantic import ValidationError
 
 from bookchat.chat.citations import strip_markers
 from bookchat.chat.schemas import ChatRequest, Citation, DeltaEvent, DoneEvent, ErrorEvent, MetaEvent, TokenUsage
-from bookchat.chat.service import HISTORY_MESSAGES, MAX_HISTORY_MESSAGE_CHARS, ChatService, Turn
+from bookchat.chat.service import HISTORY_MESSAGES, MAX_HISTORY_MESSAGE_CHARS, ChatService, Turn, input_message
 from bookchat.openai_compat.errors import SERVER_ERROR, OpenAIError
 from bookchat.openai_compat.schemas import (
     ChatCompletion,
@@ -205,11 +204,9 @@ class CompletionService:
         if turn.mode == "retrieval" and request.conversation_id is None and question.history:
             # ChatService replays a stored conversation's history; an OpenAI client sends its own instead,
             # so put it before the question the same way (the turn's items are what the model will see).
-            history: list[TResponseInputItem] = [
-                {"role": role, "content": text}  # type: ignore[misc]
-                for role, text in question.history
+            turn.items[:0] = [
+                input_message("assistant" if role == "assistant" else "user", text) for role, text in question.history
             ]
-            turn.items[:0] = history
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         return Prepared(turn, question, include_usage)
 

@@ -283,12 +283,20 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 class FastembedEmbedder:
-    """Any model of fastembed's catalogue by name, downloaded once into `cache_dir` where a network exists."""
+    """Any model of fastembed's catalogue by name, downloaded once into `cache_dir` where a network exists.
+
+    fastembed is an optional extra (`bookchat[fastembed]`): once installed, qdrant-client imports it at start-up
+    too, which costs every process a fifth of a second for a provider most installations never use.
+    """
 
     def __init__(self, model_name: str, *, cache_dir: Path, batch_size: int = 64, threads: int | None = None) -> None:
         try:
             from fastembed import TextEmbedding
-
+        except ImportError as exc:
+            raise EmbeddingError(
+                "BOOKCHAT_EMBEDDING_PROVIDER=fastembed needs the fastembed package: pip install 'bookchat[fastembed]'"
+            ) from exc
+        try:
             self._model = TextEmbedding(model_name, cache_dir=str(cache_dir), threads=threads)
             self.dim = int(TextEmbedding.get_embedding_size(model_name))
         except Exception as exc:  # fastembed raises ValueError for unknown names and assorted errors offline
