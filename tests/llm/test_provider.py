@@ -9,6 +9,7 @@ import openai
 import pytest
 from agents import Agent, Runner
 from agents.exceptions import MaxTurnsExceeded, ModelBehaviorError
+from openai.types.chat import ChatCompletionChunk
 
 from bookchat.config import DEFAULT_GEMINI_MODEL, GEMINI_OPENAI_BASE_URL, Settings, SettingsError
 from bookchat.errors import BadGateway, GatewayTimeout, NotFound, ServiceUnavailable
@@ -113,3 +114,25 @@ def test_upstream_error_mapping(error: BaseException, kind: type, code: str, ret
 def test_bookchat_errors_pass_through() -> None:
     error = NotFound("x")
     assert upstream_error(error) is error
+
+
+def test_stream_chunks_are_validated_and_quirky_ones_still_parse() -> None:
+    llm = create_llm(settings(llm_provider="openai", llm_model="m", llm_base_url="http://127.0.0.1:9/v1"))
+    assert llm is not None
+    response = httpx2.Response(200, request=httpx2.Request("POST", "http://127.0.0.1:9/v1/chat/completions"))
+    chunk = {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hello"}, "finish_reason": None}],
+    }
+    parsed = llm.client._process_response_data(data=chunk, cast_to=ChatCompletionChunk, response=response)
+    assert isinstance(parsed, ChatCompletionChunk)
+    assert parsed.choices[0].delta.content == "Hello"
+    # Some OpenAI-compatible servers label chunks "chat.completion" and leave out `created`: strict validation
+    # refuses that, the client's lenient path does not, and neither may we.
+    quirky = {**chunk, "object": "chat.completion", "created": None}
+    parsed = llm.client._process_response_data(data=quirky, cast_to=ChatCompletionChunk, response=response)
+    assert isinstance(parsed, ChatCompletionChunk)
+    assert parsed.choices[0].delta.content == "Hello"
