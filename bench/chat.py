@@ -41,6 +41,8 @@ import httpx
 import uvicorn
 import uvloop
 
+from bookchat.evaluation import machine_description
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 JWT_SECRET = "bench-jwt-secret-0123456789abcdef0123456789"  # noqa: S105 - a throw-away test secret
@@ -519,11 +521,7 @@ def main() -> int:
             {
                 "benchmark": "chat",
                 "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                },
+                "machine": {**machine_description(), "platform": platform.platform()},
                 "levels": [asdict(level) for level in levels],
                 "ratios": ratios,
                 "targets": TARGETS,

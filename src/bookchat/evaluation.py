@@ -296,10 +296,17 @@ def machine_description() -> dict[str, Any]:
 
     cpu = platform.processor() or platform.machine()
     memory_gib: float | None = None
+    vector_units: list[str] = []
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                # The model's speed hangs on these: int8 and fp32 matrix kernels differ by CPU, not by core count.
+                flags = set(line.split(":", 1)[1].split())
+                vector_units = [
+                    flag for flag in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if flag in flags
+                ]
                 break
         for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("MemTotal:"):
@@ -308,7 +315,13 @@ def machine_description() -> dict[str, Any]:
     except OSError:  # not Linux
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cores": cores, "cpu": cpu, "memory_gib": memory_gib, "python": platform.python_version()}
+    return {
+        "cores": cores,
+        "cpu": cpu,
+        "vector_units": vector_units,
+        "memory_gib": memory_gib,
+        "python": platform.python_version(),
+    }
 
 
 def render_eval_table(results: dict[str, Any]) -> Table:
