@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/retrieval.py
 	$(BIN)/python bench/chat.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/startup.py
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov bench/results
