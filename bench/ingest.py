@@ -94,7 +94,8 @@ async def main() -> None:
             env["BOOKCHAT_DATA_DIR"] = data_dir
             cold, cold_summary = timed_ingest(args.book, env)
             warm, warm_summary = timed_ingest(args.book, env)
-            floor, chunks = await embedding_floor(Path(data_dir), Settings(_env_file=None))
+            # The cold run's data folder: the floor loads the model that run converted instead of converting it again.
+            floor, chunks = await embedding_floor(Path(data_dir), Settings(_env_file=None, data_dir=Path(data_dir)))
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

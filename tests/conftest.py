@@ -83,11 +83,27 @@ async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-def make_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Settings]:
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One `models` folder for every data folder of the session: the bundled embedding model is converted into
+    it once (a second or two), not once per app."""
+    return tmp_path_factory.mktemp("models")
+
+
+def share_models(data_dir: Path, models_dir: Path) -> Path:
+    """`data_dir`, created, with its `models` folder pointing at the session's."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "models").symlink_to(models_dir, target_is_directory=True)
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def make_settings(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory, models_dir: Path
+) -> Callable[..., Settings]:
     """Settings for a test app: the session's database, a fresh Qdrant folder, no LLM, known secrets."""
 
     def build(**overrides: Any) -> Settings:
-        data_dir = tmp_path_factory.mktemp("bookchat")
+        data_dir = share_models(tmp_path_factory.mktemp("bookchat"), models_dir)
         values: dict[str, Any] = {
             "data_dir": data_dir,
             "database_url": database_url,

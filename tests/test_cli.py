@@ -13,7 +13,7 @@ import asyncpg
 from typer.testing import CliRunner
 
 from bookchat.cli import app
-from tests.conftest import _with_database
+from tests.conftest import _with_database, share_models
 
 runner = CliRunner()
 
@@ -66,12 +66,12 @@ async def test_two_migrate_processes_at_once_both_succeed(postgres_server_url: s
         await admin.close()
 
 
-def test_eval_scores_a_beir_folder_and_writes_json(tmp_path: Path) -> None:
+def test_eval_scores_a_beir_folder_and_writes_json(tmp_path: Path, models_dir: Path) -> None:
     from tests.retrieval.test_evaluation import write_beir
 
     beir = write_beir(tmp_path / "tiny")
     output = tmp_path / "results.json"
-    env = {"BOOKCHAT_DATA_DIR": str(tmp_path / "data")}
+    env = {"BOOKCHAT_DATA_DIR": str(share_models(tmp_path / "data", models_dir))}
     result = runner.invoke(app, ["eval", "--beir", str(beir), "--mode", "hybrid", "--output", str(output)], env=env)
     assert result.exit_code == 0, result.output
     assert "ndcg" in result.output.lower()
@@ -86,7 +86,7 @@ def test_eval_names_a_broken_folder_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
-def test_ingest_search_ask_and_users_from_the_command_line(tmp_path: Path, database_url: str) -> None:
+def test_ingest_search_ask_and_users_from_the_command_line(tmp_path: Path, database_url: str, models_dir: Path) -> None:
     book = tmp_path / "book"
     book.mkdir()
     (book / "charging.md").write_text(
@@ -95,7 +95,7 @@ def test_ingest_search_ask_and_users_from_the_command_line(tmp_path: Path, datab
     (book / "sensors.md").write_text("# Sensors\n\nWipe the lidar window with a dry microfibre cloth.\n")
     collection = f"cli_{uuid.uuid4().hex[:8]}"
     env = {
-        "BOOKCHAT_DATA_DIR": str(tmp_path / "data"),
+        "BOOKCHAT_DATA_DIR": str(share_models(tmp_path / "data", models_dir)),
         "BOOKCHAT_DATABASE_URL": database_url,
         "BOOKCHAT_COLLECTION": collection,
     }

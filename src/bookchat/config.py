@@ -51,7 +51,9 @@ class Settings(BaseSettings):
     )
 
     # Storage
-    data_dir: Path = Field(Path(".bookchat"), description="Where embedded PostgreSQL and Qdrant keep data.")
+    data_dir: Path = Field(
+        Path(".bookchat"), description="Where embedded PostgreSQL, Qdrant and the prepared embedding model keep data."
+    )
     database_url: SecretStr | None = Field(
         None,
         description="PostgreSQL URL (Neon, RDS, ...). Unset: an embedded server under DATA_DIR/postgres.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from qdrant_client import AsyncQdrantClient
@@ -14,9 +15,9 @@ from bookchat.retrieval.store import VectorStore
 
 
 @pytest.fixture(scope="session")
-def embedder() -> OnnxEmbedder:
-    # Small batches so the tests cross batch boundaries; one thread leaves the other core to the rest.
-    return OnnxEmbedder.bundled(batch_size=4, threads=1)
+def embedder(models_dir: Path) -> OnnxEmbedder:
+    # One thread leaves the other core to the rest.
+    return OnnxEmbedder.bundled(cache_dir=models_dir, threads=1)
 
 
 @pytest.fixture

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 import threading
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pytest
 from openai import AsyncOpenAI
 from starlette.requests import Request
@@ -27,7 +30,9 @@ from bookchat.retrieval.embeddings import (
     OnnxEmbedder,
     bundled_minilm_files,
     create_embedder,
+    dynamic_int8_model,
 )
+from tests.conftest import share_models
 from tests.fakes.llm_server import FakeLLMServer
 
 API_KEY = "sk-test-embeddings"
@@ -57,7 +62,7 @@ async def test_bundled_model_gives_unit_vectors_where_similar_sentences_are_clos
     assert cosine(query, cat) > cosine(query, revenue)
 
 
-async def test_batches_keep_the_input_order_and_match_single_embeddings(embedder: OnnxEmbedder) -> None:
+async def test_batches_keep_the_input_order_and_match_single_embeddings(embedder: OnnxEmbedder, tmp_path: Path) -> None:
     texts = [
         "short",
         "a considerably longer sentence about robots and their sensors",
@@ -65,10 +70,16 @@ async def test_batches_keep_the_input_order_and_match_single_embeddings(embedder
         "x",
         "the last one, of medium size",
     ]
-    batched = await embedder.embed_documents(texts)  # batch_size=4: two batches, sorted by length inside
+    # The bundled model runs one text at a time: a document's vector is exactly the query's for the same text.
+    assert embedder.batch_size == 1
+    for text, vector in zip(texts, await embedder.embed_documents(texts), strict=True):
+        assert vector == await embedder.embed_query(text)
+    # A folder model runs them in batches (of 2 here: three runs, sorted by length) and puts them back in order.
+    folder = OnnxEmbedder.from_folder(_link_bundled(tmp_path / "plain"), batch_size=2, threads=1)
+    batched = await folder.embed_documents(texts)
     assert len(batched) == len(texts)
     for text, vector in zip(texts, batched, strict=True):
-        assert cosine(vector, await embedder.embed_query(text)) > 0.999
+        assert cosine(vector, await folder.embed_query(text)) > 0.999
     assert await embedder.embed_documents([]) == []
 
 
@@ -79,8 +90,9 @@ async def test_long_texts_are_truncated_to_the_model_window_not_rejected(embedde
     assert len(vector) == 384
 
 
-def test_onnx_batches_are_capped_to_bound_memory() -> None:
-    assert OnnxEmbedder.bundled(batch_size=64, threads=1).batch_size == ONNX_MAX_BATCH
+def test_onnx_batches_are_capped_to_bound_memory(tmp_path: Path) -> None:
+    folder = _link_bundled(tmp_path / "plain")
+    assert OnnxEmbedder.from_folder(folder, batch_size=64, threads=1).batch_size == ONNX_MAX_BATCH
 
 
 def test_count_tokens_counts_word_pieces_without_special_tokens(embedder: OnnxEmbedder) -> None:
@@ -103,6 +115,76 @@ async def test_model_runs_off_the_event_loop(embedder: OnnxEmbedder, monkeypatch
     assert threads[0].startswith("embed-queries")
     assert threads[1].startswith("embed-documents")
     assert threading.current_thread().name not in threads
+
+
+# ------------------------------------------------------------------------------------------- dynamic int8
+
+
+def _integer_matmuls(model_file: Path) -> tuple[int, int]:
+    """(integer MatMuls, float MatMuls with a constant weight) in an ONNX file."""
+    graph = onnx.load(str(model_file)).graph
+    constants = {tensor.name for tensor in graph.initializer}
+    integer = sum(node.op_type == "MatMulInteger" for node in graph.node)
+    weighted = sum(node.op_type == "MatMul" and node.input[1] in constants for node in graph.node)
+    return integer, weighted
+
+
+def test_the_bundled_model_is_converted_once_then_loaded(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    source, _ = bundled_minilm_files()
+    cache = tmp_path / "models"
+    with caplog.at_level(logging.DEBUG):
+        converted = dynamic_int8_model(source, cache, name="minilm")
+    # One line of ours; none of the quantizer's own (a line per tensor, on the root logger).
+    assert [record.name for record in caplog.records] == ["bookchat.retrieval.embeddings"]
+    assert "converting" in caplog.records[0].getMessage()
+    assert converted.parent == cache
+    assert converted.name.startswith("minilm-")
+    assert list(cache.iterdir()) == [converted]  # no temporary file left behind
+    # Every weighted MatMul of the bundled file (6 layers x 6) now runs on integers; none is left in float.
+    assert _integer_matmuls(converted) == (36, 0)
+
+    written = converted.stat()
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        assert dynamic_int8_model(source, cache, name="minilm") == converted
+    assert caplog.records == []
+    assert (converted.stat().st_ino, converted.stat().st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
+
+
+def test_two_conversions_at_once_leave_one_whole_file(tmp_path: Path) -> None:
+    source, _ = bundled_minilm_files()
+    cache = tmp_path / "models"
+    start = threading.Barrier(2)
+
+    def convert() -> Path:
+        start.wait()
+        return dynamic_int8_model(source, cache, name="minilm")
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first, second = pool.map(lambda _: convert(), range(2))
+    assert first == second
+    assert list(cache.iterdir()) == [first]
+    assert _integer_matmuls(first) == (36, 0)
+
+
+async def test_the_converted_model_embeds_like_the_bundled_file(embedder: OnnxEmbedder) -> None:
+    source, tokenizer = bundled_minilm_files()
+    original = OnnxEmbedder(source, tokenizer, model_id="weight-only-int8", threads=1)
+    texts = [
+        "A cat sits on the mat.",
+        "Quarterly revenue grew by five percent.",
+        "The robot localises itself with a lidar and wheel odometry, fused by an extended Kalman filter. " * 6,
+    ]
+    for converted, reference in zip(
+        await embedder.embed_documents(texts), await original.embed_documents(texts), strict=True
+    ):
+        assert cosine(converted, reference) > 0.98  # 0.994 on average over a book's chunks
+
+
+def test_an_unwritable_model_folder_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(EmbeddingError, match="cannot write the converted embedding model"):
+        dynamic_int8_model(bundled_minilm_files()[0], tmp_path / "file" / "models", name="minilm")
 
 
 def _link_bundled(folder: Path, *, onnx_subfolder: bool = False) -> Path:
@@ -142,10 +224,11 @@ def test_bad_local_folders_are_clear_errors(tmp_path: Path) -> None:
         OnnxEmbedder.from_folder(tmp_path)
 
 
-def test_the_default_provider_is_the_bundled_model() -> None:
-    model = create_embedder(settings())
+def test_the_default_provider_is_the_bundled_model(tmp_path: Path, models_dir: Path) -> None:
+    model = create_embedder(settings(data_dir=share_models(tmp_path / "data", models_dir)))
     assert isinstance(model, OnnxEmbedder)
     assert model.model_id == BUNDLED_MODEL_ID
+    assert [path.name for path in (tmp_path / "data" / "models").glob("all-MiniLM-L6-v2-dynamic-int8-*.onnx")]
 
 
 def test_the_fastembed_provider_without_its_package_names_the_extra(
