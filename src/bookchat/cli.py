@@ -168,11 +168,11 @@ def migrate() -> None:
 
 @asynccontextmanager
 async def resources_for(settings: Settings, *, check_collection: bool = True) -> AsyncIterator[Resources]:
-    """The same resources the server opens, for one command."""
+    """The same resources the server opens, but the rate limiter, for one command."""
     from bookchat.resources import open_resources
 
     async with AsyncExitStack() as stack:
-        yield await open_resources(settings, stack, check_collection=check_collection)
+        yield await open_resources(settings, stack, check_collection=check_collection, rate_limits=False)
 
 
 @app.command()

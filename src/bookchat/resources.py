@@ -30,14 +30,17 @@ class Resources:
     sparse: Bm25Encoder
     retriever: HybridRetriever
     llm: LLM | None
-    limiter: RateLimiter
+    limiter: RateLimiter | None
 
 
-async def open_resources(settings: Settings, stack: AsyncExitStack, *, check_collection: bool = True) -> Resources:
+async def open_resources(
+    settings: Settings, stack: AsyncExitStack, *, check_collection: bool = True, rate_limits: bool = True
+) -> Resources:
     """Open the pool, the vector store and the models; `stack` closes them in reverse order.
 
     `check_collection=False` skips creating the collection and checking its embedding model: for
-    `bookchat ingest --reindex`, which rebuilds it.
+    `bookchat ingest --reindex`, which rebuilds it. `rate_limits=False` opens no rate limiter: for CLI
+    commands, which serve no requests (and start faster without the web stack the limiter imports).
     """
     # Loading the ONNX model takes most of a second, largely outside the GIL: it runs in a thread while the
     # pool opens, migrations run and the local Qdrant reads its folder.
@@ -77,11 +80,13 @@ async def open_resources(settings: Settings, stack: AsyncExitStack, *, check_col
         llm = create_llm(settings)
     if llm is not None:
         stack.push_async_callback(llm.aclose)
-    # Imported here: the limiter depends on auth, whose dependencies hand out these very resources.
-    from bookchat.ratelimit import create_rate_limiter
+    limiter = None
+    if rate_limits:
+        # Imported here: the limiter depends on auth, whose dependencies hand out these very resources.
+        from bookchat.ratelimit import create_rate_limiter
 
-    limiter = create_rate_limiter(settings)
-    stack.push_async_callback(limiter.close)
+        limiter = create_rate_limiter(settings)
+        stack.push_async_callback(limiter.close)
     return Resources(
         settings=settings,
         database=database,
