@@ -85,7 +85,9 @@ class Settings(BaseSettings):
     )
     embedding_model_path: Path | None = Field(None, description="A local ONNX model folder for the local embedder.")
     embedding_dim: int = Field(768, ge=8, le=8192, description="Output size for gemini / openai embedders.")
-    embedding_batch_size: int = Field(64, ge=1, le=2048, description="Texts per embedding call.")
+    embedding_batch_size: int = Field(
+        64, ge=1, le=2048, description="Texts per embedding call (API and model folders; the bundled model takes one)."
+    )
     embedding_base_url: str | None = Field(
         None, max_length=2000, description="OpenAI-compatible embeddings endpoint (gemini / openai providers)."
     )
