@@ -140,6 +140,7 @@ def test_the_bundled_model_is_converted_once_then_loaded(tmp_path: Path, caplog:
     assert converted.parent == cache
     assert converted.name.startswith("minilm-")
     assert list(cache.iterdir()) == [converted]  # no temporary file left behind
+    assert converted.stat().st_mode & 0o777 == 0o644  # readable by another account serving the same folder
     # Every weighted MatMul of the bundled file (6 layers x 6) now runs on integers; none is left in float.
     assert _integer_matmuls(converted) == (36, 0)
 

@@ -128,6 +128,8 @@ def dynamic_int8_model(source: Path, cache_dir: Path, *, name: str) -> Path:
         os.close(descriptor)
         try:
             _convert_to_dynamic_int8(source, Path(temporary))
+            # mkstemp makes the file private; the model is no secret, and another account may serve the same folder.
+            os.chmod(temporary, 0o644)
             os.replace(temporary, target)
         finally:
             Path(temporary).unlink(missing_ok=True)
