@@ -42,9 +42,9 @@ import uvicorn
 import uvloop
 
 from bookchat.evaluation import machine_description
+from record import results_path, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 JWT_SECRET = "bench-jwt-secret-0123456789abcdef0123456789"  # noqa: S105 - a throw-away test secret
 # The relay asks the fake for the same reply bookchat gets: a prompt that numbers a passage.
 RELAY_PROMPT = '<passages>\n<passage id="1">text</passage>\n</passages>\n\nQuestion?'
@@ -514,21 +514,17 @@ def main() -> int:
         and not any(level.errors for level in levels)
     )
     print(f"\ntargets {'met' if passed else 'NOT met'}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = args.out or RESULTS / f"chat-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "benchmark": "chat",
-                "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": {**machine_description(), "platform": platform.platform()},
-                "levels": [asdict(level) for level in levels],
-                "ratios": ratios,
-                "targets": TARGETS,
-                "targets_met": passed,
-            },
-            indent=2,
-        )
+    out = write_results(
+        {
+            "benchmark": "chat",
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": {**machine_description(), "platform": platform.platform()},
+            "levels": [asdict(level) for level in levels],
+            "ratios": ratios,
+            "targets": TARGETS,
+            "targets_met": passed,
+        },
+        args.out or results_path("chat"),
     )
     print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     return 0 if passed else 1

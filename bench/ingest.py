@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from bookchat.config import Settings
 from bookchat.evaluation import machine_description
 from bookchat.retrieval.embeddings import create_embedder
 from bookchat.retrieval.search import Passage, indexed_text
+from record import results_path, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BOOK = ROOT.parent / "shared" / "data" / "book-physical-ai-amnarehmani"
@@ -122,10 +122,7 @@ async def main() -> None:
         "cold_summary": cold_summary,
         "unchanged_summary": warm_summary,
     }
-    out = ROOT / "bench" / "results" / f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"written to {out}")
+    print(f"written to {write_results(results, results_path('ingest'))}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from bookchat.evaluation import (
     score_run,
 )
 from bookchat.retrieval.search import FUSIONS, SEARCH_MODES, SearchMode
+from record import results_path, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "scifact"
@@ -99,7 +99,7 @@ async def main(argv: list[str] | None = None) -> int:
     }
     settings = load_settings(**overrides)
     modes: tuple[SearchMode, ...] = SEARCH_MODES if args.mode == "all" else (args.mode,)
-    output = args.output or REPO / "bench" / "results" / f"retrieval-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    output = args.output or results_path("retrieval")
 
     def progress(done: int, total: int) -> None:
         console.print(f"indexing {done}/{total} documents", style="dim", highlight=False)
@@ -107,8 +107,7 @@ async def main(argv: list[str] | None = None) -> int:
     results = await run_beir_eval(settings, args.data, args.split, modes, progress=progress, fusion=args.fusion)
     dataset = await asyncio.to_thread(load_beir, args.data, args.split)
     results["baseline_bm25s"] = await asyncio.to_thread(bm25s_baseline, dataset)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_results(results, output)
     console.print(table(results))
     machine = results["machine"]
     console.print(

@@ -13,7 +13,6 @@ under uvicorn, started as its own process and timed the same way. Prints a table
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -29,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bookchat.evaluation import machine_description
+from record import results_path, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_SECOND_START_SECONDS = 3.0
@@ -122,10 +122,7 @@ def main() -> None:
         "later_starts_worst_seconds": round(worst, 3),
         "target_seconds": TARGET_SECOND_START_SECONDS,
     }
-    out = ROOT / "bench" / "results" / f"startup-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"written to {out}")
+    print(f"written to {write_results(results, results_path('startup'))}")
 
 
 if __name__ == "__main__":
