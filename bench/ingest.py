@@ -29,7 +29,7 @@ from rich.table import Table
 from bookchat.config import Settings
 from bookchat.evaluation import machine_description
 from bookchat.retrieval.embeddings import create_embedder
-from bookchat.retrieval.search import Passage, indexed_text
+from bookchat.retrieval.search import indexed_text, passage_from_payload
 from record import results_path, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,18 +56,7 @@ async def embedding_floor(data_dir: Path, settings: Settings) -> tuple[float, in
     while True:
         points, offset = await client.scroll(settings.collection, limit=1000, offset=offset, with_payload=True)
         for point in points:
-            payload = point.payload or {}
-            passage = Passage(
-                chunk_id=str(point.id),
-                document_id=str(payload["document_id"]),
-                chunk_index=int(payload["chunk_index"]),
-                source_path=str(payload["source_path"]),
-                title=str(payload["title"]),
-                url=None,
-                heading_path=tuple(payload.get("heading_path") or ()),
-                text=str(payload["text"]),
-            )
-            texts.append(indexed_text(passage))
+            texts.append(indexed_text(passage_from_payload(str(point.id), point.payload or {})))
         if offset is None:
             break
     await client.close()

@@ -30,7 +30,13 @@ from bookchat.documents.loaders import (
 )
 from bookchat.documents.repository import PENDING_HASH, DocumentRow, DocumentWrite
 from bookchat.retrieval.embeddings import Embedder
-from bookchat.retrieval.search import HybridRetriever, Passage, chunk_point_id, indexed_text
+from bookchat.retrieval.search import (
+    HybridRetriever,
+    Passage,
+    chunk_point_id,
+    indexed_text,
+    passage_from_payload,
+)
 
 log = logging.getLogger(__name__)
 
@@ -610,18 +616,7 @@ class IngestPipeline:
                 )
             )
             for point in points:
-                payload = point.payload or {}
-                passage = Passage(
-                    chunk_id=str(point.id),
-                    document_id=str(payload.get("document_id", "")),
-                    chunk_index=int(payload.get("chunk_index", 0)),
-                    source_path=str(payload.get("source_path", "")),
-                    title=str(payload.get("title", "")),
-                    url=payload.get("url"),
-                    heading_path=tuple(payload.get("heading_path") or ()),
-                    text=str(payload.get("text", "")),
-                    page=payload.get("page"),
-                )
+                passage = passage_from_payload(str(point.id), point.payload or {})
                 found.setdefault(passage.document_id, []).append(passage)
             if offset is None:
                 break

@@ -214,7 +214,7 @@ class HybridRetriever:
                 with_payload=True,
             )
         response = await self.store.run(request)
-        return [_passage(str(point.id), point.payload or {}, point.score) for point in response.points]
+        return [passage_from_payload(str(point.id), point.payload or {}, point.score) for point in response.points]
 
     def _fusion_query(self) -> models.FusionQuery | models.RrfQuery:
         if self.fusion == "dbsf":
@@ -254,7 +254,8 @@ def _payload(passage: Passage) -> dict[str, Any]:
     }
 
 
-def _passage(point_id: str, payload: dict[str, Any], score: float) -> Passage:
+def passage_from_payload(point_id: str, payload: dict[str, Any], score: float = 0.0) -> Passage:
+    """The passage a Qdrant point stores (its payload as `index_passages` wrote it)."""
     return Passage(
         chunk_id=point_id,
         document_id=str(payload.get("document_id", "")),
