@@ -46,8 +46,6 @@ from record import results_path, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 JWT_SECRET = "bench-jwt-secret-0123456789abcdef0123456789"  # noqa: S105 - a throw-away test secret
-# The relay asks the fake for the same reply bookchat gets: a prompt that numbers a passage.
-RELAY_PROMPT = '<passages>\n<passage id="1">text</passage>\n</passages>\n\nQuestion?'
 TARGETS = {
     "p50_ms_over_relay_at_1": 25.0,
     "p99_ratio_at_32": 2.5,
@@ -149,14 +147,22 @@ def relay_app(llm_url: str) -> Any:
     from fastapi.responses import StreamingResponse
     from openai import AsyncOpenAI
 
+    from bookchat.chat.context import prompt_passage
+    from bookchat.chat.prompts import RETRIEVAL_INSTRUCTIONS, retrieval_input
+
     app = FastAPI()
     client = AsyncOpenAI(base_url=llm_url, api_key="bench", max_retries=0)
+    # The messages bookchat sends, with one passage: the fake then streams the same reply to both (it answers a
+    # request whose text asks for [n] citations with its long cited answer, anything else with one short line).
+    passage = corpus_passages()[-1]
+    messages = [
+        {"role": "system", "content": RETRIEVAL_INSTRUCTIONS},
+        {"role": "user", "content": retrieval_input(QUESTIONS[0], [prompt_passage(1, passage)])},
+    ]
 
     @app.post("/relay")
     async def relay() -> StreamingResponse:
-        stream = await client.chat.completions.create(
-            model="fake-model", messages=[{"role": "user", "content": RELAY_PROMPT}], stream=True
-        )
+        stream = await client.chat.completions.create(model="fake-model", messages=messages, stream=True)  # type: ignore[arg-type]
 
         async def events() -> AsyncIterator[bytes]:
             async for chunk in stream:
@@ -240,6 +246,8 @@ class Level:
     # From bookchat's own "chat turn" log lines: question stored + passages found, and first delta ready.
     server_prepare_p50_ms: float | None = None
     server_first_delta_p50_ms: float | None = None
+    # The text of one streamed answer: the relay must carry the same reply as bookchat to be its floor.
+    answer: str = ""
 
 
 _counter = itertools.count()
@@ -270,8 +278,21 @@ def chat_body(number: int) -> dict[str, Any]:
     return {"message": f"{QUESTIONS[number % len(QUESTIONS)]} (reader {number})", "stream": True}
 
 
-async def one_stream(http: httpx.AsyncClient, path: str, body: dict[str, Any] | None) -> float | None:
-    """Seconds from sending the request to receiving the first `delta` event; None when the stream failed."""
+def answer_text(raw: bytes) -> str:
+    """The answer a stream carried: the text of its `delta` events, joined."""
+    texts = []
+    for message in raw.decode().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in message.splitlines() if ": " in line)
+        if fields.get("event") == "delta":
+            texts.append(json.loads(fields["data"])["text"])
+    return "".join(texts)
+
+
+async def one_stream(
+    http: httpx.AsyncClient, path: str, body: dict[str, Any] | None, received: list[bytes] | None = None
+) -> float | None:
+    """Seconds from sending the request to receiving the first `delta` event; None when the stream failed.
+    The raw stream is appended to `received` when given."""
     started = time.perf_counter()
     first: float | None = None
     buffer = b""
@@ -285,6 +306,8 @@ async def one_stream(http: httpx.AsyncClient, path: str, body: dict[str, Any] | 
             buffer += chunk
             if first is None and b"event: delta" in buffer:
                 first = time.perf_counter() - started
+    if received is not None:
+        received.append(buffer)
     if b"event: done" not in buffer or b"event: error" in buffer:
         return None
     return first
@@ -301,8 +324,9 @@ async def run_level(
 ) -> Level:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=60, limits=limits) as http:
+        warm_up: list[bytes] = []
         for _ in range(min(10, streams)):  # warm-up: connections, caches, JIT-less but lazy imports
-            await one_stream(http, path, body)
+            await one_stream(http, path, body, warm_up)
         latencies: list[float] = []
         errors = 0
         remaining = streams
@@ -335,6 +359,7 @@ async def run_level(
         p90_ms=round(percentile(ms, 90), 1),
         p99_ms=round(percentile(ms, 99), 1),
         mean_ms=round(statistics.fmean(ms), 1) if ms else float("nan"),
+        answer=answer_text(warm_up[0]) if warm_up else "",
     )
 
 
@@ -498,6 +523,12 @@ def main() -> int:
                             level.server_first_delta_p50_ms = percentile(turns["first_delta_ms"], 50)
                         levels.append(level)
     by = {(level.target, level.concurrency): level for level in levels}
+    for concurrency in (1, args.concurrency):
+        if by["relay", concurrency].answer != by["bookchat", concurrency].answer:
+            raise SystemExit(
+                "the relay did not stream the reply bookchat got, so it is no floor:\n"
+                f"  relay:    {by['relay', concurrency].answer!r}\n  bookchat: {by['bookchat', concurrency].answer!r}"
+            )
     high = args.concurrency
     ratios = {
         "p50_ms_over_relay_at_1": round(by["bookchat", 1].p50_ms - by["relay", 1].p50_ms, 2),
