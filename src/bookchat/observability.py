@@ -101,7 +101,8 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
         logger.propagate = True
     # The access log repeats what our request log says, without the request id.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    for noisy in ("httpx", "httpcore", "openai", "openai.agents", "asyncio"):
+    # The openai client sends through httpx2 (a fork of httpx with its own logger names): one INFO line per call.
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "openai", "openai.agents", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 

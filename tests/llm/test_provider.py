@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import httpx2
@@ -15,6 +17,7 @@ from bookchat.config import DEFAULT_GEMINI_MODEL, GEMINI_OPENAI_BASE_URL, Settin
 from bookchat.errors import BadGateway, GatewayTimeout, NotFound, ServiceUnavailable
 from bookchat.llm.errors import retry_after_seconds, upstream_error
 from bookchat.llm.provider import PLACEHOLDER_API_KEY, create_llm
+from bookchat.observability import configure_logging
 from tests.fakes.llm_server import Error, FakeLLMServer, Text
 
 
@@ -63,6 +66,39 @@ async def test_http_errors_are_not_retried_but_connections_are() -> None:
             await Runner.run(agent, "hi")
         assert len(fake.requests) == 1  # a 429 goes straight back to the reader as a 503
         await llm.aclose()
+
+
+@pytest.fixture
+def service_logging() -> Iterator[list[logging.LogRecord]]:
+    """The service's logging set up at INFO, with every record that reaches its handler collected."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    records: list[logging.LogRecord] = []
+    configure_logging("INFO")
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    root.addHandler(Collect())
+    try:
+        yield records
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+
+
+async def test_a_model_call_writes_no_http_client_log_lines(service_logging: list[logging.LogRecord]) -> None:
+    # The openai client sends through httpx2, which logs every request at INFO under its own logger names.
+    with FakeLLMServer() as fake:
+        llm = create_llm(settings(llm_provider="openai", llm_base_url=fake.base_url, llm_model="m"))
+        assert llm is not None
+        result = await Runner.run(Agent(name="t", instructions="x", model=llm.model), "hi")
+        await llm.aclose()
+    assert result.final_output
+    assert len(fake.requests) == 1
+    assert [record.name for record in service_logging if record.name.startswith(("httpx", "httpcore"))] == []
+    assert any(record.name == "bookchat.llm.provider" for record in service_logging)  # the handler does collect
 
 
 def _status_error(status: int, headers: dict[str, str] | None = None) -> openai.APIStatusError:
