@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -115,6 +116,30 @@ async def test_model_runs_off_the_event_loop(embedder: OnnxEmbedder, monkeypatch
     assert threads[0].startswith("embed-queries")
     assert threads[1].startswith("embed-documents")
     assert threading.current_thread().name not in threads
+
+
+async def test_documents_run_side_by_side_in_order(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each run uses one thread; with threads=2 two runs go at once. The barrier only opens for two runs in flight.
+    embedder = OnnxEmbedder.bundled(cache_dir=models_dir, threads=2)
+    texts = ["a short one", "a somewhat longer passage about robots", "mid length text", "x"]
+    expected = [await embedder.embed_query(text) for text in texts]
+    both_running = threading.Barrier(2, timeout=10)
+    threads: set[str] = set()
+    calls = itertools.count()
+    original = embedder._encode
+
+    def meeting(batch: list[str]) -> Any:
+        threads.add(threading.current_thread().name)
+        if next(calls) < 2:  # the first two runs wait for each other
+            both_running.wait()
+        return original(batch)
+
+    monkeypatch.setattr(embedder, "_encode", meeting)
+    vectors = await embedder.embed_documents(texts)
+    assert len(threads) == 2
+    assert all(name.startswith("embed-documents") for name in threads)
+    for vector, alone in zip(vectors, expected, strict=True):
+        assert np.allclose(vector, alone, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------- dynamic int8
