@@ -1,9 +1,12 @@
-"""Local-mode Qdrant helpers: exact numpy sparse scoring, and calls kept off the event loop."""
+"""Local-mode Qdrant helpers: exact numpy sparse scoring, the hybrid query on the engine's arrays, and calls kept off
+the event loop."""
 
 from __future__ import annotations
 
 import random
 import threading
+import uuid
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,8 +17,10 @@ from bookchat.retrieval.qdrant_local import (
     LocalRunner,
     fast_calculate_distance_sparse,
     install_fast_sparse_scoring,
+    local_hybrid_query,
 )
-from bookchat.retrieval.store import VectorStore
+from bookchat.retrieval.search import SearchFilters, _filter
+from bookchat.retrieval.store import DENSE_VECTOR, SPARSE_VECTOR, VectorStore
 
 ORIGINAL = sparse_distances.calculate_distance_sparse
 
@@ -87,3 +92,111 @@ async def test_a_local_store_limits_blas_to_one_thread() -> None:
     assert blas
     assert all(pool["num_threads"] == 1 for pool in blas)
     await store.close()
+
+
+# ------------------------------------------------------------------------------------------- hybrid query
+
+DOCUMENTS = [str(uuid.UUID(int=number)) for number in range(1, 6)]
+FUSIONS = [
+    models.FusionQuery(fusion=models.Fusion.DBSF),
+    models.FusionQuery(fusion=models.Fusion.RRF),
+    models.RrfQuery(rrf=models.Rrf(k=60)),
+]
+
+
+def unit(rng: random.Random, size: int = 8) -> list[float]:
+    vector = np.array([rng.gauss(0, 1) for _ in range(size)])
+    return list(vector / np.linalg.norm(vector))
+
+
+async def random_collection(rng: random.Random) -> AsyncQdrantClient:
+    """A local collection laid out like bookchat's (dense DOT + BM25 with IDF), with updates and deletions."""
+    client = AsyncQdrantClient(location=":memory:")
+    await client.create_collection(
+        "chunks",
+        vectors_config={DENSE_VECTOR: models.VectorParams(size=8, distance=models.Distance.DOT)},
+        sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+    )
+
+    def point(number: int) -> models.PointStruct:
+        document = rng.choice(DOCUMENTS)
+        path = rng.choice(["guide/intro.md", "guide/deploy.md", "api/chat.md"])
+        prefixes = ["guide", path] if path.startswith("guide/") else [path]
+        payload: dict[str, Any] = {"document_id": document, "path_prefixes": prefixes, "text": f"point {number}"}
+        return models.PointStruct(
+            id=str(uuid.UUID(int=1000 + number)),
+            vector={DENSE_VECTOR: unit(rng), SPARSE_VECTOR: random_vector(rng, 60, rng.randint(0, 6))},
+            payload=payload,
+        )
+
+    await client.upsert("chunks", [point(number) for number in range(300)])
+    await client.upsert("chunks", [point(number) for number in rng.sample(range(300), 40)])  # replaced
+    deleted = [str(uuid.UUID(int=1000 + number)) for number in rng.sample(range(300), 30)]
+    await client.delete("chunks", points_selector=models.PointIdsList(points=deleted))  # type: ignore[arg-type]
+    return client
+
+
+@pytest.mark.parametrize("fusion", FUSIONS, ids=["dbsf", "rrf-default", "rrf-k60"])
+async def test_the_hybrid_query_equals_qdrants_own(fusion: models.FusionQuery | models.RrfQuery) -> None:
+    install_fast_sparse_scoring()
+    rng = random.Random(11)
+    client = await random_collection(rng)
+    filters = [
+        None,
+        SearchFilters(document_ids=(DOCUMENTS[0], DOCUMENTS[3])),
+        SearchFilters(path_prefix="guide"),
+        SearchFilters(document_ids=(DOCUMENTS[1],), path_prefix="api/chat.md"),
+    ]
+    compared = 0
+    for query_number in range(40):
+        dense, sparse = unit(rng), random_vector(rng, 60, rng.randint(1, 4))
+        query_filter = _filter(filters[query_number % len(filters)])
+        fetch, limit = rng.choice([(5, 3), (20, 6), (100, 6), (100, 100)])
+        expected = await client.query_points(
+            "chunks",
+            prefetch=[
+                models.Prefetch(query=dense, using=DENSE_VECTOR, limit=fetch, filter=query_filter),
+                models.Prefetch(query=sparse, using=SPARSE_VECTOR, limit=fetch, filter=query_filter),
+            ],
+            query=fusion,
+            limit=limit,
+            with_payload=True,
+        )
+        got = local_hybrid_query(
+            client,
+            "chunks",
+            dense=dense,
+            dense_name=DENSE_VECTOR,
+            sparse=sparse,
+            sparse_name=SPARSE_VECTOR,
+            fetch=fetch,
+            limit=limit,
+            query_filter=query_filter,
+            fusion=fusion,
+        )
+        assert got is not None
+        # Same points, same order, the very same float scores and payloads.
+        assert [(p.id, p.score, p.payload) for p in got] == [(p.id, p.score, p.payload) for p in expected.points]
+        compared += len(got)
+    assert compared > 400  # the queries found something to compare
+    await client.close()
+
+
+async def test_the_hybrid_query_leaves_a_server_client_to_the_public_api() -> None:
+    server = AsyncQdrantClient(url="http://127.0.0.1:9", check_compatibility=False)  # never contacted
+    assert (
+        local_hybrid_query(
+            server,
+            "chunks",
+            dense=[1.0],
+            dense_name=DENSE_VECTOR,
+            sparse=models.SparseVector(indices=[1], values=[1.0]),
+            sparse_name=SPARSE_VECTOR,
+            fetch=10,
+            limit=5,
+            query_filter=None,
+            fusion=FUSIONS[0],
+        )
+        is None
+    )
+    await server.close()

@@ -285,3 +285,21 @@ async def test_an_unreachable_qdrant_server_is_a_vector_store_error(embedder: On
     with pytest.raises(VectorStoreError):
         await store.count()
     await store.close()
+
+
+async def test_local_hybrid_search_is_computed_on_the_engines_arrays(
+    retriever: HybridRetriever, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await retriever.index_passages(corpus())
+    expected = await retriever.search("depth camera point cloud", limit=3)
+
+    async def public_api(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("hybrid search went through query_points")
+
+    monkeypatch.setattr(retriever.store.client, "query_points", public_api)
+    assert [hit.chunk_id for hit in await retriever.search("depth camera point cloud", limit=3)] == [
+        hit.chunk_id for hit in expected
+    ]
+    assert expected[0].document_id == SENSORS
+    with pytest.raises(AssertionError, match="query_points"):
+        await retriever.search("depth camera", mode="dense")  # single-list modes keep the public API

@@ -9,6 +9,10 @@ qdrant-client's local mode is Qdrant reimplemented in Python. Three things in it
   abstracts). `install_fast_sparse_scoring` swaps that one function for an exact numpy equivalent over an inverted
   index built once per change of the collection, so a BM25 query costs milliseconds. Scores and order are the same
   (tests compare the two); it is applied only when qdrant-client still has the function it replaces.
+- a hybrid query (two prefetches fused) copies the query vectors float by float several times and builds a
+  scored-point object for every candidate of both lists, all in Python, holding the GIL that every chat stream of
+  the process shares. `local_hybrid_query` computes the same result from the engine's own arrays and functions:
+  the same scores, order and fusion arithmetic (tests compare it with `query_points`), objects only for the hits.
 - its dense search is a numpy product of one query with every stored vector. OpenBLAS runs it on every core and
   then keeps those threads spinning for a while, which slows the next query embedding on a small machine; one BLAS
   thread does such a product as fast (`limit_blas_threads`; measured on 2 cores: search p50 40 ms -> 20 ms).
@@ -23,11 +27,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from qdrant_client.http import models
+
+if TYPE_CHECKING:
+    from qdrant_client import AsyncQdrantClient
+    from qdrant_client.local.local_collection import LocalCollection
 
 log = logging.getLogger(__name__)
 
@@ -161,3 +169,115 @@ def limit_blas_threads() -> bool:
         return False
     threadpool_limits(limits=1, user_api="blas")
     return True
+
+
+def _local_collection(client: AsyncQdrantClient, name: str) -> LocalCollection | None:
+    """The engine's collection object behind a local-mode client, or None for a server client (or a qdrant-client
+    whose internals moved: the caller then takes the public path)."""
+    from qdrant_client.local.async_qdrant_local import AsyncQdrantLocal
+
+    local = getattr(client, "_client", None)
+    if not isinstance(local, AsyncQdrantLocal):
+        return None
+    return local._get_collection(name)  # raises like query_points does: closed client, unknown collection
+
+
+def _candidates(
+    collection: LocalCollection, scores: npt.NDArray[Any], name: str, query_filter: models.Filter | None, limit: int
+) -> list[tuple[int, float]]:
+    """What `LocalCollection.search` keeps of `scores`: best first (same sort), filtered, deleted points and sparse
+    non-matches (-inf) left out, at most `limit`; as (internal index, score as a Python float)."""
+    # The engine's mask holds 0/1 integers, not booleans: as an index they would pick positions 0 and 1.
+    mask = collection._payload_and_non_deleted_mask(query_filter, vector_name=name).astype(bool)
+    order = np.argsort(scores)[::-1]
+    order = order[mask[order]]
+    order = order[scores[order] != -np.inf][:limit]
+    return [(int(index), float(scores[index])) for index in order]
+
+
+def _dbsf(lists: list[list[tuple[int, float]]]) -> dict[int, float]:
+    """`qdrant_client.hybrid.fusion.distribution_based_score_fusion`, with its arithmetic in its order."""
+    fused: dict[int, float] = {}
+    for hits in lists:
+        if not hits:
+            continue
+        scores = [score for _, score in hits]
+        if len(scores) == 1:
+            normalised = [0.5]
+        else:
+            mean = sum(scores) / len(scores)
+            variance = sum([(score - mean) ** 2 for score in scores]) / (len(scores) - 1)
+            if variance == 0:
+                normalised = [0.5] * len(scores)
+            else:
+                std_dev = variance**0.5
+                low, high = mean - 3 * std_dev, mean + 3 * std_dev
+                normalised = [(score - low) / (high - low) for score in scores]
+        for (index, _), score in zip(hits, normalised, strict=True):
+            fused[index] = fused[index] + score if index in fused else score
+    return fused
+
+
+def _rrf(lists: list[list[tuple[int, float]]], k: int) -> dict[int, float]:
+    """`qdrant_client.hybrid.fusion.reciprocal_rank_fusion` without weights, with its arithmetic in its order."""
+    fused: dict[int, float] = {}
+    for hits in lists:
+        for rank, (index, _) in enumerate(hits):
+            score = 1 / ((rank + 1.0) / 1.0 + k - 1.0)
+            fused[index] = fused[index] + score if index in fused else score
+    return fused
+
+
+def local_hybrid_query(
+    client: AsyncQdrantClient,
+    collection_name: str,
+    *,
+    dense: Sequence[float],
+    dense_name: str,
+    sparse: models.SparseVector,
+    sparse_name: str,
+    fetch: int,
+    limit: int,
+    query_filter: models.Filter | None,
+    fusion: models.FusionQuery | models.RrfQuery,
+) -> list[models.ScoredPoint] | None:
+    """`client.query_points` with two prefetches (`dense` and `sparse`, `fetch` each, both under `query_filter`)
+    fused by `fusion`, `limit` hits with payloads — computed on the local engine's arrays. None when `client` is not
+    local mode; call it where the engine's own calls run (the `LocalRunner` thread)."""
+    from qdrant_client.local import local_collection as engine
+    from qdrant_client.local.distances import calculate_distance
+    from qdrant_client.local.sparse import sort_sparse_vector, validate_sparse_vector
+
+    collection = _local_collection(client, collection_name)
+    if collection is None:
+        return None
+    if isinstance(fusion, models.RrfQuery) and fusion.rrf.weights is not None:
+        return None
+    size = len(collection.payload)
+    dense_scores = calculate_distance(
+        np.array(dense), collection.vectors[dense_name][:size], collection.get_vector_params(dense_name).distance
+    )
+    validate_sparse_vector(sparse)
+    sparse_config = (collection.config.sparse_vectors or {})[sparse_name]
+    if sparse_config.modifier == models.Modifier.IDF:
+        sparse = collection._rescore_idf(sparse, sparse_name, None)
+    # The engine module's attribute, so the same scoring function runs as in `search` (ours when installed).
+    score_sparse = engine.calculate_distance_sparse  # type: ignore[attr-defined]
+    sparse_scores = score_sparse(sort_sparse_vector(sparse), collection.sparse_vectors[sparse_name][:size])
+    lists = [
+        _candidates(collection, dense_scores, dense_name, query_filter, fetch),
+        _candidates(collection, sparse_scores, sparse_name, query_filter, fetch),
+    ]
+    if isinstance(fusion, models.RrfQuery):
+        fused = _rrf(lists, fusion.rrf.k if fusion.rrf.k is not None else 2)
+    elif fusion.fusion == models.Fusion.DBSF:
+        fused = _dbsf(lists)
+    else:
+        fused = _rrf(lists, 2)  # Fusion.RRF: the engine's default constant
+    best = sorted(fused.items(), key=lambda item: item[1], reverse=True)[:limit]
+    return [
+        models.ScoredPoint.model_construct(
+            id=collection.ids_inv[index], version=0, score=score, payload=collection._get_payload(index, True)
+        )
+        for index, score in best
+    ]

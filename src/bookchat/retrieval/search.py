@@ -1,4 +1,4 @@
-"""Hybrid search: dense and BM25 candidates from Qdrant fused by reciprocal rank in one `query_points` call."""
+"""Hybrid search: dense and BM25 candidates from Qdrant, fused (DBSF or RRF) in the same query."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from uuid import UUID, uuid5
 from qdrant_client import models
 
 from bookchat.retrieval.embeddings import Embedder
+from bookchat.retrieval.qdrant_local import local_hybrid_query
 from bookchat.retrieval.sparse import Bm25Encoder
 from bookchat.retrieval.store import DENSE_VECTOR, SPARSE_VECTOR, VectorStore
 
@@ -191,30 +192,58 @@ class HybridRetriever:
             mode, sparse = "dense", None
         dense = await self.embedder.embed_query(query) if mode != "bm25" else None
 
-        client, collection = self.store.client, self.store.collection
         if mode == "hybrid" and dense is not None and sparse is not None:
-            fetch = max(self.prefetch_limit, limit)
-            request = client.query_points(
-                collection,
-                prefetch=[
-                    models.Prefetch(query=dense, using=DENSE_VECTOR, limit=fetch, filter=query_filter),
-                    models.Prefetch(query=sparse, using=SPARSE_VECTOR, limit=fetch, filter=query_filter),
-                ],
-                query=self._fusion_query(),
-                limit=limit,
-                with_payload=True,
-            )
+            request = self._hybrid_points(dense, sparse, max(self.prefetch_limit, limit), limit, query_filter)
         else:
-            request = client.query_points(
-                collection,
+            request = self._points(
                 query=dense if dense is not None else sparse,
                 using=DENSE_VECTOR if dense is not None else SPARSE_VECTOR,
                 query_filter=query_filter,
                 limit=limit,
                 with_payload=True,
             )
-        response = await self.store.run(request)
-        return [passage_from_payload(str(point.id), point.payload or {}, point.score) for point in response.points]
+        points = await self.store.run(request)
+        return [passage_from_payload(str(point.id), point.payload or {}, point.score) for point in points]
+
+    async def _points(self, **query: Any) -> list[models.ScoredPoint]:
+        response = await self.store.client.query_points(self.store.collection, **query)
+        return response.points
+
+    async def _hybrid_points(
+        self,
+        dense: list[float],
+        sparse: models.SparseVector,
+        fetch: int,
+        limit: int,
+        query_filter: models.Filter | None,
+    ) -> list[models.ScoredPoint]:
+        """Both candidate lists and their fusion in one Qdrant query (in local mode: the same result, computed on
+        the engine's arrays, see `local_hybrid_query`)."""
+        fusion = self._fusion_query()
+        if self.store.is_local:
+            points = local_hybrid_query(
+                self.store.client,
+                self.store.collection,
+                dense=dense,
+                dense_name=DENSE_VECTOR,
+                sparse=sparse,
+                sparse_name=SPARSE_VECTOR,
+                fetch=fetch,
+                limit=limit,
+                query_filter=query_filter,
+                fusion=fusion,
+            )
+            if points is not None:
+                return points
+        return await self._points(
+            prefetch=[
+                models.Prefetch(query=dense, using=DENSE_VECTOR, limit=fetch, filter=query_filter),
+                models.Prefetch(query=sparse, using=SPARSE_VECTOR, limit=fetch, filter=query_filter),
+            ],
+            query=fusion,
+            limit=limit,
+            with_payload=True,
+        )
 
     def _fusion_query(self) -> models.FusionQuery | models.RrfQuery:
         if self.fusion == "dbsf":
