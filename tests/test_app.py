@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from bookchat.config import Settings
@@ -187,3 +191,34 @@ def test_the_app_module_does_not_import_the_agents_sdk() -> None:
     probe = "import sys, bookchat.main, bookchat.cli; print(sorted({'agents', 'openai'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.strip() == "[]"
+
+
+def test_no_dependency_runs_on_a_worker_thread(make_settings: Callable[..., Settings]) -> None:
+    # FastAPI runs a plain `def` dependency on a worker thread: a thread hop per dependency per request.
+    app = create_app(make_settings())
+    on_threads: set[str] = set()
+
+    def walk(dependant: Dependant) -> None:
+        for dependency in dependant.dependencies:
+            call = dependency.call
+            runs_on_the_loop = inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(
+                getattr(call, "__call__", None)  # noqa: B004 - security schemes are instances with an async __call__
+            )
+            if call is not None and not runs_on_the_loop:
+                on_threads.add(getattr(call, "__qualname__", repr(call)))
+            walk(dependency)
+
+    def api_routes(routes: list[Any]) -> Iterator[APIRoute]:
+        for route in routes:
+            if isinstance(route, APIRoute):
+                yield route
+            elif hasattr(route, "original_router"):  # FastAPI keeps included routers whole
+                yield from api_routes(route.original_router.routes)
+
+    routes = list(api_routes(app.routes))
+    for route in routes:
+        walk(route.dependant)
+    assert len(routes) > 20
+    # On a thread by design: FastAPI's own form class of the password login (once per sign-in), and the docs pages'
+    # folder lookup, which touches the disk.
+    assert on_threads == {"OAuth2PasswordRequestForm", "get_docs_dir"}

@@ -1,4 +1,8 @@
-"""The process-wide resources (pool, vector store, embedder, LLM, ...) and the `Depends()` that hand them out."""
+"""The process-wide resources (pool, vector store, embedder, LLM, ...) and the `Depends()` that hand them out.
+
+Dependencies are `async def` even when they only read an attribute: FastAPI runs a plain `def` dependency on a
+worker thread, a thread hop (and a wait for the GIL) per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ if TYPE_CHECKING:
     from bookchat.retrieval.sparse import Bm25Encoder
 
 
-def get_resources(request: Request) -> Resources:
+async def get_resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
@@ -25,28 +29,28 @@ def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_pool(resources: ResourcesDep) -> asyncpg.Pool:
+async def get_pool(resources: ResourcesDep) -> asyncpg.Pool:
     return resources.database.pool
 
 
-def get_vector_store(resources: ResourcesDep) -> VectorStore:
+async def get_vector_store(resources: ResourcesDep) -> VectorStore:
     return resources.store
 
 
-def get_embedder(resources: ResourcesDep) -> Embedder:
+async def get_embedder(resources: ResourcesDep) -> Embedder:
     return resources.embedder
 
 
-def get_sparse_encoder(resources: ResourcesDep) -> Bm25Encoder:
+async def get_sparse_encoder(resources: ResourcesDep) -> Bm25Encoder:
     return resources.sparse
 
 
-def get_retriever(resources: ResourcesDep) -> HybridRetriever:
+async def get_retriever(resources: ResourcesDep) -> HybridRetriever:
     return resources.retriever
 
 

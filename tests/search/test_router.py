@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from bookchat.auth.dependencies import get_token_codec
+from bookchat.auth.dependencies import app_token_codec
 from bookchat.config import Settings
 from bookchat.resources import Resources
 from bookchat.retrieval.embeddings import EmbeddingError
@@ -48,11 +48,7 @@ async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def guest_token(app: FastAPI) -> str:
-    class _Request:
-        def __init__(self, app: FastAPI) -> None:
-            self.app = app
-
-    codec = get_token_codec(_Request(app))  # type: ignore[arg-type]
+    codec = app_token_codec(app)
     return codec.issue_access(f"guest:{uuid.uuid4()}", "guest").token
 
 

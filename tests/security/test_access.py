@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from fastapi import FastAPI
 
-from bookchat.auth.dependencies import get_token_codec
+from bookchat.auth.dependencies import app_token_codec
 from bookchat.auth.tokens import TokenCodec
 from tests.auth.helpers import bearer, client, login, register, unique_email
 from tests.conftest import ADMIN_TOKEN
@@ -30,11 +30,7 @@ ACCOUNT_ONLY = {("POST", "/api/auth/claim")}
 
 
 def codec_of(app: FastAPI) -> TokenCodec:
-    class _Request:
-        def __init__(self, app: FastAPI) -> None:
-            self.app = app
-
-    return get_token_codec(_Request(app))  # type: ignore[arg-type]
+    return app_token_codec(app)
 
 
 def operations(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:

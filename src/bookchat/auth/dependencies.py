@@ -9,6 +9,7 @@ from uuid import UUID
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from starlette.applications import Starlette
 
 from bookchat.auth.tokens import TokenCodec, TokenError
 from bookchat.config import Settings
@@ -53,14 +54,18 @@ class Principal:
 ADMIN_SERVICE_PRINCIPAL = Principal(id=ADMIN_SERVICE_ID, role="admin", user_id=None)
 
 
-def get_token_codec(request: Request) -> TokenCodec:
+def app_token_codec(app: Starlette) -> TokenCodec:
     """The app's TokenCodec: set by the lifespan (`app.state.token_codec`), else built once from settings."""
-    codec: TokenCodec | None = getattr(request.app.state, "token_codec", None)
+    codec: TokenCodec | None = getattr(app.state, "token_codec", None)
     if codec is None:
-        settings: Settings = request.app.state.settings
+        settings: Settings = app.state.settings
         codec = TokenCodec.from_settings(settings)
-        request.app.state.token_codec = codec
+        app.state.token_codec = codec
     return codec
+
+
+async def get_token_codec(request: Request) -> TokenCodec:
+    return app_token_codec(request.app)
 
 
 TokenCodecDep = Annotated[TokenCodec, Depends(get_token_codec)]

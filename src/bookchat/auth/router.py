@@ -31,7 +31,7 @@ AUTH_LIMITED = [Depends(rate_limit("auth"))]
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
-def get_auth_service(request: Request, pool: PoolDep, codec: TokenCodecDep, settings: SettingsDep) -> AuthService:
+async def get_auth_service(request: Request, pool: PoolDep, codec: TokenCodecDep, settings: SettingsDep) -> AuthService:
     return AuthService(pool, codec, settings, get_rate_limiter(request))
 
 

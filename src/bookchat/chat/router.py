@@ -18,7 +18,7 @@ from bookchat.ratelimit import acquire_stream_slot, rate_limit
 router = APIRouter(tags=["chat"])
 
 
-def get_chat_service(resources: ResourcesDep) -> ChatService:
+async def get_chat_service(resources: ResourcesDep) -> ChatService:
     return ChatService(
         ConversationRepository(resources.database.pool),
         resources.retriever,

@@ -33,7 +33,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_conversation_repository(pool: PoolDep) -> ConversationRepository:
+async def get_conversation_repository(pool: PoolDep) -> ConversationRepository:
     return ConversationRepository(pool)
 
 

@@ -37,7 +37,7 @@ from bookchat.retrieval.store import VectorStoreError
 SUPPORTED = ".md, .mdx, .markdown, .html, .htm, .txt, .pdf"
 
 
-def get_ingest_pipeline(resources: ResourcesDep) -> IngestPipeline:
+async def get_ingest_pipeline(resources: ResourcesDep) -> IngestPipeline:
     """The ingestion pipeline over the app's pool, retriever and embedder."""
     return IngestPipeline(resources.database.pool, resources.retriever, resources.embedder, resources.settings)
 

@@ -98,7 +98,7 @@ async def openai_principal(
 OpenAIPrincipalDep = Annotated[Principal, Depends(openai_principal)]
 
 
-def get_completion_service(chat: ChatServiceDep, settings: SettingsDep) -> CompletionService:
+async def get_completion_service(chat: ChatServiceDep, settings: SettingsDep) -> CompletionService:
     return CompletionService(chat, settings.collection)
 
 
