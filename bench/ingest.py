@@ -40,7 +40,7 @@ def timed_ingest(book: Path, env: dict[str, str]) -> tuple[float, str]:
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "bookchat", "ingest", str(book)],
-        env=env,
+        env={**env, "COLUMNS": "400"},  # the summary on one line: it is read back as the last line of the output
         capture_output=True,
         text=True,
         check=True,
