@@ -303,3 +303,21 @@ async def test_local_hybrid_search_is_computed_on_the_engines_arrays(
     assert expected[0].document_id == SENSORS
     with pytest.raises(AssertionError, match="query_points"):
         await retriever.search("depth camera", mode="dense")  # single-list modes keep the public API
+
+
+async def test_local_hybrid_search_falls_back_when_the_engine_changes(
+    retriever: HybridRetriever, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bookchat.retrieval import qdrant_local
+
+    await retriever.index_passages(corpus())
+    expected = [hit.chunk_id for hit in await retriever.search("depth camera point cloud", limit=3)]
+
+    def moved(*args: Any, **kwargs: Any) -> None:
+        raise AttributeError("'LocalCollection' object has no attribute 'payload'")  # a newer qdrant-client's layout
+
+    monkeypatch.setattr(qdrant_local, "_hybrid_query_works", True)  # restored after the test
+    monkeypatch.setattr(qdrant_local, "_hybrid_query", moved)
+    assert [hit.chunk_id for hit in await retriever.search("depth camera point cloud", limit=3)] == expected
+    assert "hybrid queries take its own, slower path" in caplog.text
+    assert qdrant_local._hybrid_query_works is False  # warned once, then the engine's path without trying again

@@ -1,6 +1,6 @@
 """Qdrant's embedded (local) mode made fit for a server: its work runs off the event loop, sparse scoring in numpy.
 
-qdrant-client's local mode is Qdrant reimplemented in Python. Three things in it hurt a web service:
+qdrant-client's local mode is Qdrant reimplemented in Python. Four things in it hurt a web service:
 
 - its `async` methods are synchronous underneath (numpy, SQLite), so every search or upsert would block the event
   loop. `LocalRunner` runs them on one background thread with its own loop; one thread also serialises them, as
@@ -172,8 +172,7 @@ def limit_blas_threads() -> bool:
 
 
 def _local_collection(client: AsyncQdrantClient, name: str) -> LocalCollection | None:
-    """The engine's collection object behind a local-mode client, or None for a server client (or a qdrant-client
-    whose internals moved: the caller then takes the public path)."""
+    """The engine's collection object behind a local-mode client, or None for a server client."""
     from qdrant_client.local.async_qdrant_local import AsyncQdrantLocal
 
     local = getattr(client, "_client", None)
@@ -228,6 +227,9 @@ def _rrf(lists: list[list[tuple[int, float]]], k: int) -> dict[int, float]:
     return fused
 
 
+_hybrid_query_works = True
+
+
 def local_hybrid_query(
     client: AsyncQdrantClient,
     collection_name: str,
@@ -243,16 +245,51 @@ def local_hybrid_query(
 ) -> list[models.ScoredPoint] | None:
     """`client.query_points` with two prefetches (`dense` and `sparse`, `fetch` each, both under `query_filter`)
     fused by `fusion`, `limit` hits with payloads — computed on the local engine's arrays. None when `client` is not
-    local mode; call it where the engine's own calls run (the `LocalRunner` thread)."""
+    local mode, or when this qdrant-client's engine no longer has the internals used here (warned once; the caller
+    then takes `query_points`). Call it where the engine's own calls run (the `LocalRunner` thread)."""
+    global _hybrid_query_works
+    if not _hybrid_query_works:
+        return None
+    if isinstance(fusion, models.RrfQuery) and fusion.rrf.weights is not None:
+        return None
+    try:
+        collection = _local_collection(client, collection_name)
+        if collection is None:
+            return None
+        return _hybrid_query(
+            collection,
+            dense=dense,
+            dense_name=dense_name,
+            sparse=sparse,
+            sparse_name=sparse_name,
+            fetch=fetch,
+            limit=limit,
+            query_filter=query_filter,
+            fusion=fusion,
+        )
+    except (AttributeError, TypeError, ImportError):
+        # Private parts of qdrant-client (the range in pyproject spans versions); its own path is always right.
+        _hybrid_query_works = False
+        log.warning("qdrant-client's local engine has changed; hybrid queries take its own, slower path", exc_info=True)
+        return None
+
+
+def _hybrid_query(
+    collection: LocalCollection,
+    *,
+    dense: Sequence[float],
+    dense_name: str,
+    sparse: models.SparseVector,
+    sparse_name: str,
+    fetch: int,
+    limit: int,
+    query_filter: models.Filter | None,
+    fusion: models.FusionQuery | models.RrfQuery,
+) -> list[models.ScoredPoint]:
     from qdrant_client.local import local_collection as engine
     from qdrant_client.local.distances import calculate_distance
     from qdrant_client.local.sparse import sort_sparse_vector, validate_sparse_vector
 
-    collection = _local_collection(client, collection_name)
-    if collection is None:
-        return None
-    if isinstance(fusion, models.RrfQuery) and fusion.rrf.weights is not None:
-        return None
     size = len(collection.payload)
     dense_scores = calculate_distance(
         np.array(dense), collection.vectors[dense_name][:size], collection.get_vector_params(dense_name).distance
