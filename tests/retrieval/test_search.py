@@ -317,7 +317,7 @@ async def test_local_hybrid_search_falls_back_when_the_engine_changes(
         raise AttributeError("'LocalCollection' object has no attribute 'payload'")  # a newer qdrant-client's layout
 
     monkeypatch.setattr(qdrant_local, "_hybrid_query_works", True)  # restored after the test
-    monkeypatch.setattr(qdrant_local, "_hybrid_query", moved)
+    monkeypatch.setattr(qdrant_local, "_candidates", moved)
     assert [hit.chunk_id for hit in await retriever.search("depth camera point cloud", limit=3)] == expected
     assert "hybrid queries take its own, slower path" in caplog.text
     assert qdrant_local._hybrid_query_works is False  # warned once, then the engine's path without trying again

@@ -256,65 +256,40 @@ def local_hybrid_query(
         collection = _local_collection(client, collection_name)
         if collection is None:
             return None
-        return _hybrid_query(
-            collection,
-            dense=dense,
-            dense_name=dense_name,
-            sparse=sparse,
-            sparse_name=sparse_name,
-            fetch=fetch,
-            limit=limit,
-            query_filter=query_filter,
-            fusion=fusion,
+        from qdrant_client.local import local_collection as engine
+        from qdrant_client.local.distances import calculate_distance
+        from qdrant_client.local.sparse import sort_sparse_vector, validate_sparse_vector
+
+        size = len(collection.payload)
+        dense_scores = calculate_distance(
+            np.array(dense), collection.vectors[dense_name][:size], collection.get_vector_params(dense_name).distance
         )
+        validate_sparse_vector(sparse)
+        sparse_config = (collection.config.sparse_vectors or {})[sparse_name]
+        if sparse_config.modifier == models.Modifier.IDF:
+            sparse = collection._rescore_idf(sparse, sparse_name, None)
+        # The engine module's attribute, so the same scoring function runs as in `search` (ours when installed).
+        score_sparse = engine.calculate_distance_sparse  # type: ignore[attr-defined]
+        sparse_scores = score_sparse(sort_sparse_vector(sparse), collection.sparse_vectors[sparse_name][:size])
+        lists = [
+            _candidates(collection, dense_scores, dense_name, query_filter, fetch),
+            _candidates(collection, sparse_scores, sparse_name, query_filter, fetch),
+        ]
+        if isinstance(fusion, models.RrfQuery):
+            fused = _rrf(lists, fusion.rrf.k if fusion.rrf.k is not None else 2)
+        elif fusion.fusion == models.Fusion.DBSF:
+            fused = _dbsf(lists)
+        else:
+            fused = _rrf(lists, 2)  # Fusion.RRF: the engine's default constant
+        best = sorted(fused.items(), key=lambda item: item[1], reverse=True)[:limit]
+        return [
+            models.ScoredPoint.model_construct(
+                id=collection.ids_inv[index], version=0, score=score, payload=collection._get_payload(index, True)
+            )
+            for index, score in best
+        ]
     except (AttributeError, TypeError, ImportError):
         # Private parts of qdrant-client (the range in pyproject spans versions); its own path is always right.
         _hybrid_query_works = False
         log.warning("qdrant-client's local engine has changed; hybrid queries take its own, slower path", exc_info=True)
         return None
-
-
-def _hybrid_query(
-    collection: LocalCollection,
-    *,
-    dense: Sequence[float],
-    dense_name: str,
-    sparse: models.SparseVector,
-    sparse_name: str,
-    fetch: int,
-    limit: int,
-    query_filter: models.Filter | None,
-    fusion: models.FusionQuery | models.RrfQuery,
-) -> list[models.ScoredPoint]:
-    from qdrant_client.local import local_collection as engine
-    from qdrant_client.local.distances import calculate_distance
-    from qdrant_client.local.sparse import sort_sparse_vector, validate_sparse_vector
-
-    size = len(collection.payload)
-    dense_scores = calculate_distance(
-        np.array(dense), collection.vectors[dense_name][:size], collection.get_vector_params(dense_name).distance
-    )
-    validate_sparse_vector(sparse)
-    sparse_config = (collection.config.sparse_vectors or {})[sparse_name]
-    if sparse_config.modifier == models.Modifier.IDF:
-        sparse = collection._rescore_idf(sparse, sparse_name, None)
-    # The engine module's attribute, so the same scoring function runs as in `search` (ours when installed).
-    score_sparse = engine.calculate_distance_sparse  # type: ignore[attr-defined]
-    sparse_scores = score_sparse(sort_sparse_vector(sparse), collection.sparse_vectors[sparse_name][:size])
-    lists = [
-        _candidates(collection, dense_scores, dense_name, query_filter, fetch),
-        _candidates(collection, sparse_scores, sparse_name, query_filter, fetch),
-    ]
-    if isinstance(fusion, models.RrfQuery):
-        fused = _rrf(lists, fusion.rrf.k if fusion.rrf.k is not None else 2)
-    elif fusion.fusion == models.Fusion.DBSF:
-        fused = _dbsf(lists)
-    else:
-        fused = _rrf(lists, 2)  # Fusion.RRF: the engine's default constant
-    best = sorted(fused.items(), key=lambda item: item[1], reverse=True)[:limit]
-    return [
-        models.ScoredPoint.model_construct(
-            id=collection.ids_inv[index], version=0, score=score, payload=collection._get_payload(index, True)
-        )
-        for index, score in best
-    ]
