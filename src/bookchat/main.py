@@ -23,6 +23,7 @@ from bookchat.db import DatabaseError
 from bookchat.documents.ingest import IngestPipeline
 from bookchat.documents.router import router as documents_router
 from bookchat.edge import EdgeConfigError, body_limit_for, install_edge
+from bookchat.garbage_collection import serving_garbage_collection
 from bookchat.health import router as health_router
 from bookchat.observability import (
     Metrics,
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 # One line that names the fix; `QuietErrorsFilter` keeps uvicorn from adding a traceback.
                 log.error("start-up failed: %s", exc)
                 raise
+            stack.enter_context(serving_garbage_collection())
             log.info("bookchat ready", extra={"collection": settings.collection})
             yield
 
