@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx2
@@ -15,6 +16,7 @@ from openai.types.chat import ChatCompletionChunk
 
 from bookchat.config import DEFAULT_GEMINI_MODEL, GEMINI_OPENAI_BASE_URL, Settings, SettingsError
 from bookchat.errors import BadGateway, GatewayTimeout, NotFound, ServiceUnavailable
+from bookchat.llm import provider
 from bookchat.llm.errors import retry_after_seconds, upstream_error
 from bookchat.llm.provider import PLACEHOLDER_API_KEY, create_llm
 from bookchat.observability import configure_logging
@@ -172,3 +174,47 @@ def test_stream_chunks_are_validated_and_quirky_ones_still_parse() -> None:
     parsed = llm.client._process_response_data(data=quirky, cast_to=ChatCompletionChunk, response=response)
     assert isinstance(parsed, ChatCompletionChunk)
     assert parsed.choices[0].delta.content == "Hello"
+
+
+class _OneRead(httpx2.AsyncByteStream):
+    """A response body that arrives in a single network read."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.body
+
+
+@pytest.mark.parametrize(
+    ("eager_events", "slice_seconds", "loop_turns_between_events"),
+    [(0, 0.0, [0, 1, 2]), (0, 60.0, [0, 0, 0]), (1, 60.0, [0, 1, 1]), (3, 60.0, [0, 1, 2])],
+)
+async def test_stream_events_come_one_at_a_time_and_hand_back_the_loop_per_slice(
+    monkeypatch: pytest.MonkeyPatch, eager_events: int, slice_seconds: float, loop_turns_between_events: list[int]
+) -> None:
+    monkeypatch.setattr(provider, "EAGER_EVENTS", eager_events)
+    monkeypatch.setattr(provider, "EVENT_SLICE_SECONDS", slice_seconds)
+    body = b'data: {"n": 1}\n\ndata: {"n": 2}\r\n\r\ndata: [DONE]\n\n'
+    turns = 0
+
+    async def other_stream() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_stream())
+    await asyncio.sleep(0)
+    try:
+        start = turns
+        events: list[bytes] = []
+        seen: list[int] = []
+        async for event in provider._EventByEventStream(_OneRead(body)):
+            events.append(event)
+            seen.append(turns - start)
+    finally:
+        other.cancel()
+    assert events == [b'data: {"n": 1}\n\n', b'data: {"n": 2}\r\n\r\n', b"data: [DONE]\n\n"]
+    # The eager first events, and then each slice, end with the loop handed back; within a slice, events run on.
+    assert seen == loop_turns_between_events
