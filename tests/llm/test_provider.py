@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx2
 import openai
+import openai.resources.chat.completions.completions as completions_module
 import pytest
 from agents import Agent, Runner
 from agents.exceptions import MaxTurnsExceeded, ModelBehaviorError
@@ -218,3 +219,59 @@ async def test_stream_events_come_one_at_a_time_and_hand_back_the_loop_per_slice
     assert events == [b'data: {"n": 1}\n\n', b'data: {"n": 2}\r\n\r\n', b"data: [DONE]\n\n"]
     # The eager first events, and then each slice, end with the loop handed back; within a slice, events run on.
     assert seen == loop_turns_between_events
+
+
+async def test_plain_json_chat_requests_are_sent_as_the_stock_client_sends_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    walks: list[object] = []
+    stock_walk = completions_module.async_maybe_transform
+
+    async def counted_walk(data: object, expected_type: object) -> Any:
+        walks.append(data)
+        return await stock_walk(data, expected_type)
+
+    monkeypatch.setattr(completions_module, "async_maybe_transform", counted_walk)
+    request: dict[str, Any] = {
+        "model": "m",
+        "messages": [{"role": "system", "content": "Answer from the passages."}, {"role": "user", "content": "Hi?"}],
+        "tools": [{"type": "function", "function": {"name": "search_book", "parameters": {"type": "object"}}}],
+        "temperature": 0.2,
+        "top_p": openai.omit,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "extra_headers": {"User-Agent": "Agents/Python", "X-Trace": "1"},
+        "extra_body": {"reasoning": {"effort": "low"}},
+    }
+    with FakeLLMServer() as fake:
+        fake.script(Text("One [1]."), Text("Two [1]."))
+        llm = create_llm(settings(llm_provider="openai", llm_base_url=fake.base_url, llm_model="m"))
+        stock = openai.AsyncOpenAI(base_url=fake.base_url, api_key=PLACEHOLDER_API_KEY)
+        assert llm is not None
+        for client in (llm.client, stock):
+            stream = await client.chat.completions.create(**request)
+            assert [chunk async for chunk in stream]
+        await llm.aclose()
+        await stock.close()
+    assert len(walks) == 1  # the stock client's request only
+    ours, theirs = fake.requests
+    assert ours == theirs
+    assert ours["reasoning"] == {"effort": "low"}
+    assert "top_p" not in ours
+    headers = [
+        {name: value for name, value in sent.items() if name in ("authorization", "x-trace")}
+        for sent in fake.request_headers
+    ]
+    assert headers[0] == headers[1] == {"authorization": f"Bearer {PLACEHOLDER_API_KEY}", "x-trace": "1"}
+
+
+async def test_a_chat_request_that_is_not_plain_json_goes_the_stock_way() -> None:
+    with FakeLLMServer() as fake:
+        llm = create_llm(settings(llm_provider="openai", llm_base_url=fake.base_url, llm_model="m"))
+        assert llm is not None
+        # A tuple is not JSON: the stock path turns it into a list, as it would for any iterable.
+        messages = ({"role": "user", "content": "Hi?"},)
+        completion = await llm.client.chat.completions.create(model="m", messages=messages)
+        await llm.aclose()
+    assert completion.choices[0].message.content
+    assert fake.last_request["messages"] == [{"role": "user", "content": "Hi?"}]
