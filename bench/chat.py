@@ -4,7 +4,9 @@ Three servers run as separate processes on loopback: the fake OpenAI-compatible 
 ~30 word chunks), bookchat (one uvicorn worker: JWT auth, PostgreSQL writes, hybrid search on a small
 corpus, the Agents SDK, citation rewriting) and the floor — a bare FastAPI endpoint that only relays the
 same fake LLM stream as SSE. This process is the load generator. Each level (1 and 32 concurrent
-streams) is measured against both targets in the same run; the table shows both and their ratios.
+streams) is measured against both targets in the same run, in rounds that alternate between them (the
+machine's speed drifts over a run; alternating makes the drift hit both alike); the table shows both and
+their ratios.
 
     .venv/bin/python bench/chat.py                    # PostgreSQL from BOOKCHAT_TEST_DATABASE_URL, or embedded
     .venv/bin/python bench/chat.py --streams 200 --concurrent-streams 960
@@ -313,15 +315,28 @@ async def one_stream(
     return first
 
 
-async def run_level(
+@dataclass
+class Round:
+    """One uninterrupted batch of streams against one target."""
+
+    latencies: list[float]
+    errors: int
+    seconds: float
+    answer: str
+    server_cpu_seconds: float  # over the measured streams, warm-up excluded
+    fake_cpu_seconds: float
+
+
+async def run_round(
     base_url: str,
-    target: str,
     path: str,
     body: dict[str, Any] | None,
     headers: dict[str, str],
     concurrency: int,
     streams: int,
-) -> Level:
+    server: Child,
+    fake: Child,
+) -> Round:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=60, limits=limits) as http:
         warm_up: list[bytes] = []
@@ -344,22 +359,35 @@ async def run_level(
                 else:
                     latencies.append(result)
 
+        cpu_before = server.cpu_seconds(), fake.cpu_seconds()
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - started
-    ms = [value * 1000 for value in latencies]
+        server_cpu, fake_cpu = server.cpu_seconds() - cpu_before[0], fake.cpu_seconds() - cpu_before[1]
+    return Round(latencies, errors, seconds, answer_text(warm_up[0]) if warm_up else "", server_cpu, fake_cpu)
+
+
+def level_of(target: str, concurrency: int, rounds: list[Round]) -> Level:
+    """A target's figures at one concurrency, over all its rounds: percentiles of every stream, and streams per
+    second as completed streams over the time the rounds took."""
+    ms = [value * 1000 for one in rounds for value in one.latencies]
+    seconds = sum(one.seconds for one in rounds)
+    errors = sum(one.errors for one in rounds)
+    streams = len(ms) + errors
     return Level(
         target=target,
         concurrency=concurrency,
         streams=streams,
         errors=errors,
         seconds=round(seconds, 3),
-        streams_per_second=round(len(latencies) / seconds, 1),
+        streams_per_second=round(len(ms) / seconds, 1),
         p50_ms=round(percentile(ms, 50), 1),
         p90_ms=round(percentile(ms, 90), 1),
         p99_ms=round(percentile(ms, 99), 1),
         mean_ms=round(statistics.fmean(ms), 1) if ms else float("nan"),
-        answer=answer_text(warm_up[0]) if warm_up else "",
+        answer=rounds[0].answer,
+        server_cpu_ms_per_stream=round(sum(one.server_cpu_seconds for one in rounds) * 1000 / streams, 1),
+        fake_cpu_ms_per_stream=round(sum(one.fake_cpu_seconds for one in rounds) * 1000 / streams, 1),
     )
 
 
@@ -445,6 +473,9 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=100, help="Streams measured at 1 concurrent stream.")
     parser.add_argument("--concurrent-streams", type=int, default=640, help="Streams measured at 32 concurrent.")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="Rounds per level, in the order relay, bookchat, bookchat, relay, ..."
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON results path.")
     parser.add_argument(
         "--profile", type=Path, default=None, help="Write a cProfile of the bookchat server (event-loop thread) here."
@@ -511,14 +542,22 @@ def main() -> int:
                 ]
                 levels: list[Level] = []
                 for concurrency, streams in ((1, args.streams), (args.concurrency, args.concurrent_streams)):
-                    for base_url, target, path, body, headers, server in targets:
-                        before = server.cpu_seconds(), fake.cpu_seconds()
-                        log_offset = (work / "bookchat.log").stat().st_size
-                        level = asyncio.run(run_level(base_url, target, path, body, headers, concurrency, streams))
-                        level.server_cpu_ms_per_stream = round((server.cpu_seconds() - before[0]) * 1000 / streams, 1)
-                        level.fake_cpu_ms_per_stream = round((fake.cpu_seconds() - before[1]) * 1000 / streams, 1)
+                    rounds: dict[str, list[Round]] = {target[1]: [] for target in targets}
+                    turns: dict[str, list[float]] = {"prepare_ms": [], "first_delta_ms": []}
+                    for number in range(args.rounds):
+                        # Alternating which target goes first, so a drift in the machine's speed hits both alike.
+                        for base_url, target, path, body, headers, server in targets[:: 1 if number % 2 == 0 else -1]:
+                            log_offset = (work / "bookchat.log").stat().st_size
+                            share = streams // args.rounds + (1 if number < streams % args.rounds else 0)
+                            rounds[target].append(
+                                asyncio.run(run_round(base_url, path, body, headers, concurrency, share, server, fake))
+                            )
+                            if target == "bookchat":
+                                for name, values in turn_log(work / "bookchat.log", log_offset).items():
+                                    turns[name].extend(values)
+                    for target in rounds:
+                        level = level_of(target, concurrency, rounds[target])
                         if target == "bookchat":
-                            turns = turn_log(work / "bookchat.log", log_offset)
                             level.server_prepare_p50_ms = percentile(turns["prepare_ms"], 50)
                             level.server_first_delta_p50_ms = percentile(turns["first_delta_ms"], 50)
                         levels.append(level)
