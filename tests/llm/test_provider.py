@@ -221,9 +221,9 @@ async def test_stream_events_come_one_at_a_time_and_hand_back_the_loop_per_slice
     assert seen == loop_turns_between_events
 
 
-async def test_plain_json_chat_requests_are_sent_as_the_stock_client_sends_them(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def request_walks(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every request body openai's `create` walks against its TypedDict annotations (the stock path)."""
     walks: list[object] = []
     stock_walk = completions_module.async_maybe_transform
 
@@ -232,6 +232,10 @@ async def test_plain_json_chat_requests_are_sent_as_the_stock_client_sends_them(
         return await stock_walk(data, expected_type)
 
     monkeypatch.setattr(completions_module, "async_maybe_transform", counted_walk)
+    return walks
+
+
+async def test_plain_json_chat_requests_are_sent_as_the_stock_client_sends_them(request_walks: list[object]) -> None:
     request: dict[str, Any] = {
         "model": "m",
         "messages": [{"role": "system", "content": "Answer from the passages."}, {"role": "user", "content": "Hi?"}],
@@ -253,7 +257,7 @@ async def test_plain_json_chat_requests_are_sent_as_the_stock_client_sends_them(
             assert [chunk async for chunk in stream]
         await llm.aclose()
         await stock.close()
-    assert len(walks) == 1  # the stock client's request only
+    assert len(request_walks) == 1  # the stock client's request only
     ours, theirs = fake.requests
     assert ours == theirs
     assert ours["reasoning"] == {"effort": "low"}
@@ -265,7 +269,7 @@ async def test_plain_json_chat_requests_are_sent_as_the_stock_client_sends_them(
     assert headers[0] == headers[1] == {"authorization": f"Bearer {PLACEHOLDER_API_KEY}", "x-trace": "1"}
 
 
-async def test_a_chat_request_that_is_not_plain_json_goes_the_stock_way() -> None:
+async def test_a_chat_request_that_is_not_plain_json_goes_the_stock_way(request_walks: list[object]) -> None:
     with FakeLLMServer() as fake:
         llm = create_llm(settings(llm_provider="openai", llm_base_url=fake.base_url, llm_model="m"))
         assert llm is not None
@@ -274,4 +278,5 @@ async def test_a_chat_request_that_is_not_plain_json_goes_the_stock_way() -> Non
         completion = await llm.client.chat.completions.create(model="m", messages=messages)
         await llm.aclose()
     assert completion.choices[0].message.content
+    assert len(request_walks) == 1
     assert fake.last_request["messages"] == [{"role": "user", "content": "Hi?"}]
