@@ -33,6 +33,10 @@ import numpy as np
 import numpy.typing as npt
 from qdrant_client.http import models
 
+# Imported with this module, not when the first store opens: that happens during the app's start-up while
+# another thread loads the embedding model, and a clean CI run once saw threadpoolctl's own import fail there.
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped, unused-ignore]
+
 if TYPE_CHECKING:
     from qdrant_client import AsyncQdrantClient
     from qdrant_client.local.local_collection import LocalCollection
@@ -162,11 +166,7 @@ def install_fast_sparse_scoring() -> bool:
 
 
 def limit_blas_threads() -> bool:
-    """One BLAS thread for the process (see the module's docstring); False when threadpoolctl is not installed."""
-    try:
-        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped, unused-ignore]
-    except ImportError:  # pragma: no cover - a dependency; without it local search is only slower
-        return False
+    """One BLAS thread for the process (see the module's docstring)."""
     threadpool_limits(limits=1, user_api="blas")
     return True
 
