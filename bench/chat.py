@@ -43,7 +43,7 @@ import httpx
 import uvicorn
 import uvloop
 
-from bookchat.evaluation import machine_description
+from bookchat.retrieval.evaluation import machine_description
 from record import results_path, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +109,7 @@ async def serve_bookchat(port: int) -> None:
     """Role `bookchat`: the real app (settings from the environment), a small corpus indexed, one worker."""
     from bookchat.config import load_settings
     from bookchat.main import create_app
-    from bookchat.observability import configure_logging
+    from bookchat.runtime.observability import configure_logging
 
     settings = load_settings()
     configure_logging(settings.log_level, json_lines=True)

@@ -27,8 +27,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bookchat.config import Settings
-from bookchat.evaluation import machine_description
 from bookchat.retrieval.embeddings import create_embedder
+from bookchat.retrieval.evaluation import machine_description
 from bookchat.retrieval.search import indexed_text, passage_from_payload
 from record import results_path, write_results
 

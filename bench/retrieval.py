@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/retrieval.py [--data ../shared/data/scifact] [--split test] [--output FILE]
 
-The product's modes run through `bookchat.evaluation.run_beir_eval` (its own Qdrant collection, indexed once and
-reused); the baseline is the `bm25s` package with Snowball stemming and English stop words, scored by the same
+The product's modes run through `bookchat.retrieval.evaluation.run_beir_eval` (its own Qdrant collection, indexed
+once and reused); the baseline is the `bm25s` package with Snowball stemming and English stop words, scored by the same
 metric code. Results go to bench/results/retrieval-<time>.json (git-ignored).
 """
 
@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bookchat.config import load_settings
-from bookchat.evaluation import (
+from bookchat.retrieval.evaluation import (
     DEEP_CUTOFF,
     METRICS,
     BeirDataset,

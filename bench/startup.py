@@ -27,7 +27,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from bookchat.evaluation import machine_description
+from bookchat.retrieval.evaluation import machine_description
 from record import results_path, write_results
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -168,7 +168,7 @@ async def test_metrics_count_requests_by_route(probe: httpx.AsyncClient) -> None
 
 
 def test_json_log_lines_redact_secrets(caplog: pytest.LogCaptureFixture) -> None:
-    from bookchat.observability import JsonFormatter
+    from bookchat.runtime.observability import JsonFormatter
 
     record = logging.LogRecord("t", logging.INFO, __file__, 1, "Authorization: Bearer abc.def.ghi", (), None)
     record.dsn = "postgresql://user:pw@db/x"
@@ -178,7 +178,7 @@ def test_json_log_lines_redact_secrets(caplog: pytest.LogCaptureFixture) -> None
 
 
 def test_configured_secrets_are_redacted_literally() -> None:
-    from bookchat.observability import redact, redact_values
+    from bookchat.runtime.observability import redact, redact_values
 
     redact_values(["plain-admin-token-value", "short"])
     assert redact("token plain-admin-token-value used") == "token *** used"

@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bookchat.db import (
+from bookchat.runtime.database import (
     Database,
     DatabaseError,
     EmbeddedPostgres,
@@ -101,7 +101,7 @@ async def test_users_email_is_unique_without_regard_to_case(database_url: str, a
 
 
 async def test_database_reports_an_unreachable_server(make_settings: object) -> None:
-    from bookchat.db import DatabaseError
+    from bookchat.runtime.database import DatabaseError
 
     settings = make_settings(database_url="postgresql://nobody@127.0.0.1:1/none")  # type: ignore[operator]
     with pytest.raises(DatabaseError, match="cannot connect to PostgreSQL"):
@@ -117,9 +117,11 @@ def pg_dir() -> Iterator[Path]:
 async def test_a_failed_open_closes_what_it_opened(
     make_settings: object, empty_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bookchat.db
+    import bookchat.runtime.database
 
-    monkeypatch.setattr(bookchat.db, "load_migrations", lambda: [Migration("999_broken", "SELECT no_such_function()")])
+    monkeypatch.setattr(
+        bookchat.runtime.database, "load_migrations", lambda: [Migration("999_broken", "SELECT no_such_function()")]
+    )
     database = Database(make_settings(database_url=empty_database))  # type: ignore[operator]
     with pytest.raises(asyncpg.UndefinedFunctionError):
         await database.open()

@@ -9,8 +9,8 @@ import pytest
 
 from bookchat import garbage_collection
 from bookchat.config import Settings
-from bookchat.garbage_collection import YOUNG_GENERATION_THRESHOLD, serving_garbage_collection
 from bookchat.main import create_app
+from bookchat.runtime.garbage_collection import YOUNG_GENERATION_THRESHOLD, serving_garbage_collection
 
 DEFAULT_THRESHOLD = (700, 10, 10)
 

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from bookchat.pagination import InvalidCursor, decode_cursor, encode_cursor
+from bookchat.edge.pagination import InvalidCursor, decode_cursor, encode_cursor
 
 
 def test_cursors_round_trip_and_are_url_safe() -> None:

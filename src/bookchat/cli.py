@@ -14,15 +14,15 @@ import typer
 from rich.console import Console
 
 from bookchat.config import ENV_PREFIX, Settings, SettingsError, load_settings
-from bookchat.db import Database, DatabaseError, EmbeddedPostgres, apply_migrations
 from bookchat.errors import BookchatError
+from bookchat.runtime.database import Database, DatabaseError, EmbeddedPostgres, apply_migrations
 
 # The app's modules (models, the Agents SDK) take seconds to import: commands import what they use, so
 # `bookchat serve` hands over to uvicorn fast and `--help` answers at once.
 if TYPE_CHECKING:
     from bookchat.documents.ingest import IngestSummary
-    from bookchat.resources import Resources
     from bookchat.retrieval.search import Passage
+    from bookchat.runtime.resources import Resources
 
 app = typer.Typer(
     name="bookchat",
@@ -169,7 +169,7 @@ def migrate() -> None:
 @asynccontextmanager
 async def resources_for(settings: Settings, *, check_collection: bool = True) -> AsyncIterator[Resources]:
     """The same resources the server opens, but the rate limiter, for one command."""
-    from bookchat.resources import open_resources
+    from bookchat.runtime.resources import open_resources
 
     async with AsyncExitStack() as stack:
         yield await open_resources(settings, stack, check_collection=check_collection, rate_limits=False)
@@ -263,7 +263,7 @@ def evaluate(
     output: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
 ) -> None:
     """Score retrieval on a BEIR dataset (nDCG@10, Recall@10/100, MRR@10, latency) in its own collection."""
-    from bookchat.evaluation import BeirError, render_eval_table, run_beir_eval
+    from bookchat.retrieval.evaluation import BeirError, render_eval_table, run_beir_eval
 
     settings = settings_or_exit()
     modes = ("dense", "bm25", "hybrid") if mode == "all" else (mode,)

@@ -15,29 +15,29 @@ from starlette.responses import Response
 from bookchat import __version__
 from bookchat.auth.router import router as auth_router
 from bookchat.auth.tokens import TokenCodec
-from bookchat.body_limit import BodyLimitMiddleware
 from bookchat.chat.router import router as chat_router
 from bookchat.config import Settings, SettingsError, load_settings
 from bookchat.conversations.router import router as conversations_router
-from bookchat.db import DatabaseError
 from bookchat.documents.ingest import IngestPipeline
 from bookchat.documents.router import router as documents_router
-from bookchat.edge import EdgeConfigError, body_limit_for, install_edge
-from bookchat.garbage_collection import serving_garbage_collection
-from bookchat.health import router as health_router
-from bookchat.observability import (
+from bookchat.edge.body_limit import BodyLimitMiddleware
+from bookchat.edge.middleware import EdgeConfigError, body_limit_for, install_edge
+from bookchat.edge.problems import install_problem_handlers, internal_error_response, refused_body_response
+from bookchat.openai_compat.router import router as openai_router
+from bookchat.retrieval.embeddings import EmbeddingError
+from bookchat.retrieval.store import VectorStoreError
+from bookchat.runtime.database import DatabaseError
+from bookchat.runtime.garbage_collection import serving_garbage_collection
+from bookchat.runtime.health import router as health_router
+from bookchat.runtime.observability import (
     Metrics,
     QuietErrorsFilter,
     RequestContextMiddleware,
     configure_logging,
     redact_values,
 )
-from bookchat.openai_compat.router import router as openai_router
-from bookchat.problems import install_problem_handlers, internal_error_response, refused_body_response
-from bookchat.ratelimit import RateLimitConfigError
-from bookchat.resources import Resources, open_resources
-from bookchat.retrieval.embeddings import EmbeddingError
-from bookchat.retrieval.store import VectorStoreError
+from bookchat.runtime.rate_limiter import RateLimitConfigError
+from bookchat.runtime.resources import Resources, open_resources
 from bookchat.search.router import router as search_router
 from bookchat.web.router import router as web_router
 

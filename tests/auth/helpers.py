@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from bookchat.auth.router import router as auth_router
 from bookchat.config import Settings
-from bookchat.edge import SecurityHeadersMiddleware, install_edge
+from bookchat.edge.middleware import SecurityHeadersMiddleware, install_edge
 from bookchat.main import create_app
 
 PASSWORD = "plum-ferry-quartz-lantern"

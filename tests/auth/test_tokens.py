@@ -29,8 +29,8 @@ from bookchat.auth.dependencies import (
 )
 from bookchat.auth.tokens import TokenCodec, TokenError, ensure_jwt_secret, hash_refresh_token
 from bookchat.config import Settings
+from bookchat.edge.problems import install_problem_handlers
 from bookchat.errors import Unauthorized
-from bookchat.problems import install_problem_handlers
 
 SECRET = "unit-test-secret-0123456789abcdef0123456789"
 ADMIN_TOKEN = "unit-admin-token-0123456789abcdef"

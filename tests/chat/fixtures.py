@@ -19,8 +19,8 @@ from fastapi import FastAPI
 from bookchat.auth.tokens import TokenCodec
 from bookchat.config import Settings
 from bookchat.main import create_app
-from bookchat.resources import Resources
 from bookchat.retrieval.search import Passage, chunk_point_id
+from bookchat.runtime.resources import Resources
 from tests.fakes.llm_server import FakeLLMServer
 
 BOOK_URL = "https://book.example.org/docs"

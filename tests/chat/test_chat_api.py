@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 
 from bookchat.llm.extractive import NO_LLM_LINE
-from bookchat.resources import Resources
+from bookchat.runtime.resources import Resources
 from tests.chat.fixtures import BOOK, book_passages, reader_on
 from tests.fakes.llm_server import Error, FakeLLMServer, Malformed, Reply, Text, ToolCalls, request_text
 

@@ -12,12 +12,12 @@ import pytest
 from qdrant_client import models
 
 from bookchat.config import Settings
-from bookchat.dependencies import Resources
 from bookchat.documents import repository as repo
 from bookchat.documents.ingest import IngestPipeline
 from bookchat.main import open_resources
 from bookchat.retrieval.search import HybridRetriever
 from bookchat.retrieval.store import VectorStore
+from bookchat.runtime.dependencies import Resources
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from bookchat.auth.tokens import TokenCodec
 from bookchat.config import Settings
 from bookchat.documents import ingest as ingest_module
 from bookchat.documents import repository as repo
+from bookchat.edge.pagination import encode_cursor
 from bookchat.main import create_app
-from bookchat.pagination import encode_cursor
 from bookchat.retrieval.store import VectorStoreError
 
 from ..conftest import ADMIN_TOKEN, client_for

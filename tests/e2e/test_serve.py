@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bookchat.db import _first_line, _live_pid
+from bookchat.runtime.database import _first_line, _live_pid
 from tests.conftest import traversable_temp_dir
 
 STARTUP_SECONDS = 180

@@ -20,7 +20,7 @@ from bookchat.errors import BadGateway, GatewayTimeout, NotFound, ServiceUnavail
 from bookchat.llm import provider
 from bookchat.llm.errors import retry_after_seconds, upstream_error
 from bookchat.llm.provider import PLACEHOLDER_API_KEY, create_llm
-from bookchat.observability import configure_logging
+from bookchat.runtime.observability import configure_logging
 from tests.fakes.llm_server import Error, FakeLLMServer, Text
 
 

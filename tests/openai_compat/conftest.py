@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from bookchat.config import Settings
 from bookchat.openai_compat.keys import hash_api_key
-from bookchat.ratelimit import RateLimiter
+from bookchat.runtime.rate_limiter import RateLimiter
 from tests.chat.fixtures import chat_app_for, llm_settings
 from tests.fakes.llm_server import FakeLLMServer
 

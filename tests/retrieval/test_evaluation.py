@@ -11,7 +11,8 @@ import pytest
 from rich.console import Console
 
 from bookchat.config import Settings
-from bookchat.evaluation import (
+from bookchat.retrieval.embeddings import OnnxEmbedder
+from bookchat.retrieval.evaluation import (
     BeirError,
     eval_collection_name,
     load_beir,
@@ -23,7 +24,6 @@ from bookchat.evaluation import (
     run_beir_eval,
     score_run,
 )
-from bookchat.retrieval.embeddings import OnnxEmbedder
 
 CORPUS = [
     {"_id": "d1", "title": "Vitamin D", "text": "Vitamin D supplementation reduces fractures in elderly patients."},

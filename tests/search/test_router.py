@@ -12,10 +12,10 @@ from fastapi import FastAPI
 
 from bookchat.auth.dependencies import app_token_codec
 from bookchat.config import Settings
-from bookchat.resources import Resources
 from bookchat.retrieval.embeddings import EmbeddingError
 from bookchat.retrieval.search import HybridRetriever, Passage
 from bookchat.retrieval.store import EmbeddingModelMismatch
+from bookchat.runtime.resources import Resources
 from tests.conftest import ADMIN_TOKEN, client_for, running_app
 from tests.retrieval.helpers import passage
 

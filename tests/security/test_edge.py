@@ -11,8 +11,8 @@ from fastapi.responses import HTMLResponse
 from starlette.requests import Request
 
 from bookchat.config import Settings
-from bookchat.edge import EdgeConfigError, body_limit_for, client_ip, cors_origins, install_edge
-from bookchat.problems import install_problem_handlers
+from bookchat.edge.middleware import EdgeConfigError, body_limit_for, client_ip, cors_origins, install_edge
+from bookchat.edge.problems import install_problem_handlers
 
 BOOK = "https://book.example.org"
 

@@ -12,11 +12,12 @@ from fastapi import Depends, FastAPI
 from starlette.requests import Request
 
 from bookchat.auth.dependencies import PrincipalDep
+from bookchat.auth.rate_limits import acquire_stream_slot, rate_limit
 from bookchat.auth.tokens import TokenCodec
 from bookchat.config import Settings
+from bookchat.edge.problems import install_problem_handlers
 from bookchat.errors import TooManyRequests
-from bookchat.problems import install_problem_handlers
-from bookchat.ratelimit import RateLimitConfigError, RateLimiter, acquire_stream_slot, rate_limit
+from bookchat.runtime.rate_limiter import RateLimitConfigError, RateLimiter
 from tests.security.conftest import REDIS_URL
 
 SECRET = "unit-test-secret-0123456789abcdef0123456789"

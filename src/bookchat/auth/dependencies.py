@@ -13,8 +13,8 @@ from starlette.applications import Starlette
 
 from bookchat.auth.tokens import TokenCodec, TokenError
 from bookchat.config import Settings
-from bookchat.dependencies import SettingsDep
 from bookchat.errors import Forbidden, Unauthorized
+from bookchat.runtime.dependencies import SettingsDep
 
 Role = Literal["guest", "user", "admin"]
 ADMIN_SERVICE_ID = "service:admin-token"

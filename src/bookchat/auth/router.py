@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from bookchat.auth.dependencies import PrincipalDep, TokenCodecDep, UserDep
+from bookchat.auth.rate_limits import get_rate_limiter, rate_limit
 from bookchat.auth.schemas import (
     ClaimRequest,
     ClaimResponse,
@@ -22,8 +23,7 @@ from bookchat.auth.schemas import (
     UserOut,
 )
 from bookchat.auth.service import AuthService, TokenPair
-from bookchat.dependencies import PoolDep, SettingsDep
-from bookchat.ratelimit import get_rate_limiter, rate_limit
+from bookchat.runtime.dependencies import PoolDep, SettingsDep
 
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 AUTH_LIMITED = [Depends(rate_limit("auth"))]

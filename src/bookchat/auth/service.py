@@ -30,7 +30,7 @@ INVALID_CREDENTIALS = "The email or password is incorrect."
 
 
 class LoginThrottle(Protocol):
-    """The failed-login budget per account (bookchat.ratelimit.RateLimiter provides it)."""
+    """The failed-login budget per account (bookchat.runtime.rate_limiter.RateLimiter provides it)."""
 
     async def check(self, rule: Literal["login_account"], *identifiers: str) -> None: ...
 

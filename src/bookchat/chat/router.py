@@ -8,12 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from bookchat.auth.dependencies import PrincipalDep
+from bookchat.auth.rate_limits import acquire_stream_slot, rate_limit
 from bookchat.chat.schemas import ChatRequest, ChatResponse
 from bookchat.chat.service import ChatService
 from bookchat.chat.sse import EventStreamResponse, accepts_event_stream, encode_events
 from bookchat.conversations.repository import ConversationRepository
-from bookchat.dependencies import ResourcesDep
-from bookchat.ratelimit import acquire_stream_slot, rate_limit
+from bookchat.runtime.dependencies import ResourcesDep
 
 router = APIRouter(tags=["chat"])
 

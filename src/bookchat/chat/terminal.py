@@ -11,7 +11,7 @@ from bookchat.chat.schemas import ChatRequest, Citation, DeltaEvent, DoneEvent, 
 from bookchat.chat.service import ChatService
 from bookchat.conversations.repository import ConversationRepository
 from bookchat.errors import BookchatError
-from bookchat.resources import Resources
+from bookchat.runtime.resources import Resources
 
 CLI_OWNER_ID = "service:cli"
 

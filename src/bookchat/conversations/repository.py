@@ -11,7 +11,7 @@ from uuid import UUID
 
 import asyncpg
 
-from bookchat.pagination import InvalidCursor, decode_cursor, encode_cursor
+from bookchat.edge.pagination import InvalidCursor, decode_cursor, encode_cursor
 from bookchat.text import shorten
 
 MAX_TITLE_CHARS = 80

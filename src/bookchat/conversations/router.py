@@ -23,8 +23,8 @@ from bookchat.conversations.schemas import (
     MessageOut,
     TokenUsage,
 )
-from bookchat.dependencies import PoolDep
 from bookchat.errors import NotFound, UnprocessableContent
+from bookchat.runtime.dependencies import PoolDep
 
 router = APIRouter(tags=["conversations"])
 

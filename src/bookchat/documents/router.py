@@ -11,12 +11,12 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from bookchat.auth.dependencies import require_admin
-from bookchat.dependencies import SettingsDep
 from bookchat.documents import service
 from bookchat.documents.ingest import DocumentInput
 from bookchat.documents.schemas import DocumentCreate, DocumentOut, DocumentPage, IngestResponse
 from bookchat.documents.service import PipelineDep
 from bookchat.errors import UnprocessableContent, UnsupportedMediaType
+from bookchat.runtime.dependencies import SettingsDep
 
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 MAX_FILES = 100

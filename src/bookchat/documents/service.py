@@ -9,7 +9,6 @@ from uuid import UUID
 from fastapi import Depends
 
 from bookchat.config import Settings
-from bookchat.dependencies import ResourcesDep
 from bookchat.documents import repository as repo
 from bookchat.documents.ingest import DocumentInput, IngestBusy, IngestPipeline, IngestSummary
 from bookchat.documents.loaders import UnsupportedDocument, detect_format
@@ -22,6 +21,7 @@ from bookchat.documents.schemas import (
     InvalidSourcePath,
     normalise_source_path,
 )
+from bookchat.edge.pagination import InvalidCursor, decode_cursor, encode_cursor
 from bookchat.errors import (
     Conflict,
     NotFound,
@@ -30,9 +30,9 @@ from bookchat.errors import (
     UnprocessableContent,
     UnsupportedMediaType,
 )
-from bookchat.pagination import InvalidCursor, decode_cursor, encode_cursor
 from bookchat.retrieval.embeddings import EmbeddingError
 from bookchat.retrieval.store import VectorStoreError
+from bookchat.runtime.dependencies import ResourcesDep
 
 SUPPORTED = ".md, .mdx, .markdown, .html, .htm, .txt, .pdf"
 

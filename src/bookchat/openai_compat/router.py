@@ -13,15 +13,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bookchat.auth.dependencies import Principal, TokenCodecDep, principal_from_token
+from bookchat.auth.rate_limits import acquire_stream_slot, enforce_rate_limit
 from bookchat.chat.router import ChatServiceDep
 from bookchat.chat.sse import EventStreamResponse
-from bookchat.dependencies import SettingsDep
 from bookchat.errors import BookchatError
 from bookchat.openai_compat.errors import SERVER_ERROR, OpenAIError, from_bookchat, from_validation
 from bookchat.openai_compat.keys import match_api_key
 from bookchat.openai_compat.schemas import ChatCompletion, ChatCompletionRequest, ErrorResponse, Model, ModelList
 from bookchat.openai_compat.service import CompletionService
-from bookchat.ratelimit import acquire_stream_slot, enforce_rate_limit
+from bookchat.runtime.dependencies import SettingsDep
 
 log = logging.getLogger(__name__)
 

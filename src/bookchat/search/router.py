@@ -9,12 +9,12 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from bookchat.auth.dependencies import PrincipalDep
-from bookchat.dependencies import RetrieverDep
+from bookchat.auth.rate_limits import rate_limit
 from bookchat.errors import BadGateway, ServiceUnavailable
-from bookchat.ratelimit import rate_limit
 from bookchat.retrieval.embeddings import EmbeddingError
 from bookchat.retrieval.search import SearchFilters
 from bookchat.retrieval.store import VectorStoreError
+from bookchat.runtime.dependencies import RetrieverDep
 from bookchat.search.schemas import SearchHit, SearchRequest, SearchResponse
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from bookchat.body_limit import BodyTooLarge
+from bookchat.edge.body_limit import BodyTooLarge
 from bookchat.errors import BookchatError, PayloadTooLarge
-from bookchat.observability import request_id_var
+from bookchat.runtime.observability import request_id_var
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://bookchat.dev/problems/"

@@ -1,4 +1,7 @@
-"""Rate limits (the `limits` library, memory or Redis) and the cap on concurrent chat streams per principal."""
+"""Rate limits (the `limits` library, memory or Redis) and the cap on concurrent streams, per identifier string.
+
+A library: it knows no principal and no request; `auth.rate_limits` maps a caller to the identifiers it charges.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +14,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from fastapi import Request, Response
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from bookchat.auth.dependencies import Principal, PrincipalDep
 from bookchat.config import Settings
-from bookchat.edge import client_ip
 from bookchat.errors import TooManyRequests
 
 log = logging.getLogger(__name__)
@@ -182,15 +182,15 @@ class RateLimiter:
             log.warning("rate-limit storage unavailable, limits not enforced: %s", type(exc).__name__)
 
     @asynccontextmanager
-    async def stream_slot(self, principal_id: str) -> AsyncIterator[None]:
+    async def stream_slot(self, identifier: str) -> AsyncIterator[None]:
         """Hold one of the principal's MAX_CONCURRENT_STREAMS slots for the duration of a block."""
-        release = await self.acquire_stream(principal_id)
+        release = await self.acquire_stream(identifier)
         try:
             yield
         finally:
             await release()
 
-    async def acquire_stream(self, principal_id: str) -> Callable[[], Awaitable[None]]:
+    async def acquire_stream(self, identifier: str) -> Callable[[], Awaitable[None]]:
         """Take a stream slot now (429 when none is free); call the returned `release()` when the stream ends.
 
         For StreamingResponse: acquire before returning the response (a 429 cannot be sent once streaming),
@@ -205,31 +205,31 @@ class RateLimiter:
         )
         if self._redis_url:
             try:
-                return _once(await self._acquire_stream_redis(principal_id, refusal))
+                return _once(await self._acquire_stream_redis(identifier, refusal))
             except TooManyRequests:
                 raise
             except Exception as exc:
                 self._warn_storage(exc)
-        if self._streams.get(principal_id, 0) >= self.max_streams:
+        if self._streams.get(identifier, 0) >= self.max_streams:
             raise refusal
-        self._streams[principal_id] = self._streams.get(principal_id, 0) + 1
+        self._streams[identifier] = self._streams.get(identifier, 0) + 1
 
         async def release() -> None:
-            left = self._streams.get(principal_id, 1) - 1
+            left = self._streams.get(identifier, 1) - 1
             if left <= 0:
-                self._streams.pop(principal_id, None)
+                self._streams.pop(identifier, None)
             else:
-                self._streams[principal_id] = left
+                self._streams[identifier] = left
 
         return _once(release)
 
-    async def _acquire_stream_redis(self, principal_id: str, refusal: TooManyRequests) -> Callable[[], Awaitable[None]]:
+    async def _acquire_stream_redis(self, identifier: str, refusal: TooManyRequests) -> Callable[[], Awaitable[None]]:
         url = self._redis_url or ""
         if self._redis is None:
             import redis.asyncio as redis_asyncio
 
             self._redis = redis_asyncio.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        key = f"{self.prefix}:streams:{principal_id}"
+        key = f"{self.prefix}:streams:{identifier}"
         slot = uuid.uuid4().hex
         now = time.time()
         acquired = await self._redis.eval(
@@ -273,58 +273,3 @@ def _once(release: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None
 def create_rate_limiter(settings: Settings) -> RateLimiter:
     """The limiter for `Resources.limiter`; raises RateLimitConfigError on a bad BOOKCHAT_RATE_LIMIT_*."""
     return RateLimiter(settings)
-
-
-def get_rate_limiter(request: Request) -> RateLimiter:
-    """`Resources.limiter` when the lifespan set one, else one built lazily for this app."""
-    resources = getattr(request.app.state, "resources", None)
-    limiter = getattr(resources, "limiter", None)
-    if isinstance(limiter, RateLimiter):
-        return limiter
-    limiter = getattr(request.app.state, "rate_limiter", None)
-    if not isinstance(limiter, RateLimiter):
-        limiter = RateLimiter(request.app.state.settings)
-        request.app.state.rate_limiter = limiter
-    return limiter
-
-
-async def enforce_rate_limit(
-    request: Request, rule: Literal["chat", "search"], principal: Principal, response: Response | None = None
-) -> LimitState:
-    """Charge one request to the principal (rule) and to the client IP; for routers with their own auth."""
-    limiter = get_rate_limiter(request)
-    # The admin service token is a CI credential: it is not throttled like a reader.
-    if principal.is_service:
-        return LimitState(0, 0, 0, "")
-    # The principal first: a request its own budget refuses does not also eat the shared IP budget.
-    state = await limiter.hit(rule, principal.id)
-    ip_state = await limiter.hit("ip", client_ip(request))
-    tightest = state if state.remaining <= ip_state.remaining else ip_state
-    if response is not None:
-        response.headers.update(tightest.headers())
-    return tightest
-
-
-def rate_limit(rule: Literal["auth", "chat", "search"]) -> Callable[..., Awaitable[None]]:
-    """A dependency for `dependencies=[Depends(rate_limit("chat"))]`: 429 problem+json when over the limit.
-
-    "auth" counts per client IP (no principal needed); "chat" and "search" count per principal and per IP,
-    and authenticate the caller (the result is cached by FastAPI, so the route's own auth costs nothing more).
-    """
-    if rule == "auth":
-
-        async def limit_by_ip(request: Request, response: Response) -> None:
-            state = await get_rate_limiter(request).hit("auth", client_ip(request))
-            response.headers.update(state.headers())
-
-        return limit_by_ip
-
-    async def limit_principal(request: Request, response: Response, principal: PrincipalDep) -> None:
-        await enforce_rate_limit(request, rule, principal, response)
-
-    return limit_principal
-
-
-async def acquire_stream_slot(request: Request, principal: Principal) -> Callable[[], Awaitable[None]]:
-    """Take a stream slot before building a StreamingResponse; await the returned release() in its finally."""
-    return await get_rate_limiter(request).acquire_stream(principal.id)

@@ -12,8 +12,8 @@ import asyncpg
 from fastapi import Depends, Request
 
 from bookchat.config import Settings
-from bookchat.resources import Resources
 from bookchat.retrieval.store import VectorStore
+from bookchat.runtime.resources import Resources
 
 if TYPE_CHECKING:
     from bookchat.retrieval.embeddings import Embedder

@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bookchat.config import Settings
-from bookchat.db import Database
 from bookchat.retrieval.embeddings import Embedder, create_embedder
 from bookchat.retrieval.search import HybridRetriever
 from bookchat.retrieval.sparse import Bm25Encoder
 from bookchat.retrieval.store import VectorStore, open_qdrant_client
+from bookchat.runtime.database import Database
 
 if TYPE_CHECKING:
     from bookchat.llm.provider import LLM
-    from bookchat.ratelimit import RateLimiter
+    from bookchat.runtime.rate_limiter import RateLimiter
 
 
 @dataclass
@@ -82,8 +82,8 @@ async def open_resources(
         stack.push_async_callback(llm.aclose)
     limiter = None
     if rate_limits:
-        # Imported here: the limiter depends on auth, whose dependencies hand out these very resources.
-        from bookchat.ratelimit import create_rate_limiter
+        # Imported here: CLI commands open no limiter and skip importing `limits` and its storage back-ends.
+        from bookchat.runtime.rate_limiter import create_rate_limiter
 
         limiter = create_rate_limiter(settings)
         stack.push_async_callback(limiter.close)

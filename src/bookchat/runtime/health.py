@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from bookchat.dependencies import ResourcesDep
+from bookchat.runtime.dependencies import ResourcesDep
 
 router = APIRouter(prefix="/api", tags=["health"])
 

@@ -1,0 +1,1 @@
+"""The HTTP edge: middleware (CORS, security headers, proxies, body limits), problem+json, pagination cursors."""
