@@ -156,6 +156,9 @@ class Settings(BaseSettings):
     rate_limit_chat: str = Field("20/minute;300/hour", max_length=200, description="Chat turns per principal.")
     rate_limit_search: str = Field("60/minute", max_length=200, description="Searches per principal.")
     rate_limit_ip: str = Field("120/minute", max_length=200, description="Chat + search per client IP.")
+    rate_limit_ipv6_prefix: int = Field(
+        64, ge=32, le=128, description="IPv6 clients are rate-limited per network of this size (IPv4: per address)."
+    )
     rate_limit_prefix: str = Field(
         "bookchat", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_:-]+$", description="Redis key prefix."
     )

@@ -8,7 +8,7 @@ from typing import Literal
 from fastapi import Request, Response
 
 from bookchat.auth.dependencies import Principal, PrincipalDep
-from bookchat.edge.middleware import client_ip
+from bookchat.edge.middleware import client_ip, rate_limit_address
 from bookchat.runtime.rate_limiter import LimitState, RateLimiter
 
 
@@ -25,17 +25,24 @@ def get_rate_limiter(request: Request) -> RateLimiter:
     return limiter
 
 
+def client_address(request: Request) -> str:
+    """The client address as rate limits count it: IPv4 per address, IPv6 per BOOKCHAT_RATE_LIMIT_IPV6_PREFIX."""
+    settings = getattr(request.app.state, "settings", None)
+    prefix = settings.rate_limit_ipv6_prefix if settings is not None else 64
+    return rate_limit_address(client_ip(request), prefix)
+
+
 async def enforce_rate_limit(
     request: Request, rule: Literal["chat", "search"], principal: Principal, response: Response | None = None
 ) -> LimitState:
-    """Charge one request to the principal (rule) and to the client IP; for routers with their own auth."""
+    """Charge one request to the principal (rule) and to the client address; for routers with their own auth."""
     limiter = get_rate_limiter(request)
     # The admin service token is a CI credential: it is not throttled like a reader.
     if principal.is_service:
         return LimitState(0, 0, 0, "")
     # The principal first: a request its own budget refuses does not also eat the shared IP budget.
     state = await limiter.hit(rule, principal.id)
-    ip_state = await limiter.hit("ip", client_ip(request))
+    ip_state = await limiter.hit("ip", client_address(request))
     tightest = state if state.remaining <= ip_state.remaining else ip_state
     if response is not None:
         response.headers.update(tightest.headers())
@@ -51,7 +58,7 @@ def rate_limit(rule: Literal["auth", "chat", "search"]) -> Callable[..., Awaitab
     if rule == "auth":
 
         async def limit_by_ip(request: Request, response: Response) -> None:
-            state = await get_rate_limiter(request).hit("auth", client_ip(request))
+            state = await get_rate_limiter(request).hit("auth", client_address(request))
             response.headers.update(state.headers())
 
         return limit_by_ip

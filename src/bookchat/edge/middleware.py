@@ -91,8 +91,35 @@ def body_limit_for(settings: Settings) -> Callable[[str], int]:
 
 
 def client_ip(request: Request) -> str:
-    """The caller's IP (already corrected by TrustedProxyMiddleware when the peer is a trusted proxy)."""
+    """The caller's IP (already corrected by TrustedProxyMiddleware when the peer is a trusted proxy).
+
+    The real address, for logs; rate limits count `rate_limit_address(client_ip(request), prefix)` instead.
+    """
     return request.client.host if request.client else "unknown"
+
+
+def rate_limit_address(ip: str, ipv6_prefix: int = 64) -> str:
+    """The identifier a client address is rate-limited under: an IPv4 address as it is, IPv6 by network.
+
+    One IPv6 customer gets a /64 at least, so counting per /128 would hand them 2**64 budgets: an IPv6
+    address counts as its `/ipv6_prefix` network (`2001:db8:1:2::/64`). An IPv4-mapped address
+    (`::ffff:192.0.2.1`, from a dual-stack socket) counts as the IPv4 address. Anything that is not an IP
+    (`unknown`, a test client's name) is returned unchanged.
+    """
+    if not 0 <= ipv6_prefix <= 128:
+        raise ValueError(f"an IPv6 prefix length is 0..128, not {ipv6_prefix}")
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(address)
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    # Built from the integer: a scope id (fe80::1%eth0) would make ip_network() refuse the text.
+    host_bits = 128 - ipv6_prefix
+    network = ipaddress.IPv6Network(((int(address) >> host_bits) << host_bits, ipv6_prefix))
+    return network.with_prefixlen
 
 
 def _is_trusted(host: str, networks: Sequence[IPNetwork]) -> bool:
