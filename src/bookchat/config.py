@@ -150,8 +150,17 @@ class Settings(BaseSettings):
         max_length=200,
         description="Per client IP on login, register, token, refresh, guest.",
     )
+    rate_limit_login_pair: str = Field(
+        "5/minute;20/hour",
+        max_length=200,
+        description="Login attempts per account and client address; spent before the password check, "
+        "cleared by a successful login.",
+    )
     rate_limit_login_account: str = Field(
-        "5/minute;30/hour", max_length=200, description="Failed-login budget per account (brute force)."
+        "30/hour",
+        max_length=200,
+        description="Failed logins per account from all addresses; once spent, only addresses that already "
+        "failed for it are refused.",
     )
     rate_limit_chat: str = Field("20/minute;300/hour", max_length=200, description="Chat turns per principal.")
     rate_limit_search: str = Field("60/minute", max_length=200, description="Searches per principal.")

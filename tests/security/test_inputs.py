@@ -126,7 +126,8 @@ async def test_brute_force_is_throttled(make_settings: Callable[..., Settings]) 
             for _ in range(3):
                 wrong = await http.post("/api/auth/login", json={"email": email, "password": "wrong-password!!"})
                 assert wrong.status_code == 401
-            # The account's failure budget is spent: even the right password waits (and says how long).
+            # This address has failed and the account's failure budget is spent: even the right password waits
+            # here (and says how long); tests/security/test_login_throttle.py shows the owner elsewhere is not.
             locked = await http.post("/api/auth/login", json={"email": email, "password": PASSWORD})
             assert locked.status_code == 429
             assert int(locked.headers["retry-after"]) >= 1

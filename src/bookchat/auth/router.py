@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from bookchat.auth.dependencies import PrincipalDep, TokenCodecDep, UserDep
-from bookchat.auth.rate_limits import get_rate_limiter, rate_limit
+from bookchat.auth.rate_limits import client_address, get_rate_limiter, rate_limit
 from bookchat.auth.schemas import (
     ClaimRequest,
     ClaimResponse,
@@ -69,18 +69,23 @@ async def register(body: RegisterRequest, service: AuthServiceDep) -> UserOut:
 
 
 @router.post("/login", dependencies=AUTH_LIMITED, responses={400: PROBLEM, 401: PROBLEM, 429: PROBLEM})
-async def login(body: LoginRequest, service: AuthServiceDep, response: Response) -> TokenResponse:
+async def login(body: LoginRequest, service: AuthServiceDep, request: Request, response: Response) -> TokenResponse:
     """Sign in with email and password; returns an access token and a single-use refresh token."""
-    pair = await service.login(body.email, body.password, guest_token=body.guest_token)
+    pair = await service.login(
+        body.email, body.password, guest_token=body.guest_token, client_address=client_address(request)
+    )
     return _tokens(pair, response)
 
 
 @router.post("/token", dependencies=AUTH_LIMITED, responses={401: PROBLEM, 429: PROBLEM})
 async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], service: AuthServiceDep, response: Response
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    service: AuthServiceDep,
+    request: Request,
+    response: Response,
 ) -> TokenResponse:
     """OAuth2 password flow (form fields `username` = email, `password`), for Swagger's *Authorize* button."""
-    pair = await service.login(form.username[:1024], form.password[:1024])
+    pair = await service.login(form.username[:1024], form.password[:1024], client_address=client_address(request))
     return _tokens(pair, response)
 
 

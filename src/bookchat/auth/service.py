@@ -29,12 +29,27 @@ log = logging.getLogger(__name__)
 INVALID_CREDENTIALS = "The email or password is incorrect."
 
 
+LoginRule = Literal["login_pair", "login_account"]
+
+
 class LoginThrottle(Protocol):
-    """The failed-login budget per account (bookchat.runtime.rate_limiter.RateLimiter provides it)."""
+    """The login budgets (bookchat.runtime.rate_limiter.RateLimiter provides them); see `AuthService.login`."""
 
-    async def check(self, rule: Literal["login_account"], *identifiers: str) -> None: ...
+    async def count(self, rule: LoginRule, *identifiers: str) -> int: ...
 
-    async def spend(self, rule: Literal["login_account"], *identifiers: str) -> None: ...
+    async def hit(self, rule: LoginRule, *identifiers: str) -> object: ...
+
+    async def spend(self, rule: LoginRule, *identifiers: str) -> None: ...
+
+    async def clear(self, rule: LoginRule, *identifiers: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class _LoginAttempt:
+    account: str
+    address: str
+    # An address that had failed before is charged to the account budget up front, not after its failure.
+    charged_to_account: bool
 
 
 @dataclass(frozen=True)
@@ -145,27 +160,34 @@ class AuthService:
 
     # --- sessions -------------------------------------------------------------------------------------------
 
-    async def login(self, email: str, password: str, *, guest_token: str | None = None) -> TokenPair:
-        """Check the password (same work whether or not the account exists) and start a session."""
+    async def login(
+        self, email: str, password: str, *, guest_token: str | None = None, client_address: str = "unknown"
+    ) -> TokenPair:
+        """Check the password (same work whether or not the account exists) and start a session.
+
+        `client_address` is the caller's rate-limit address (`auth.rate_limits.client_address`); the login
+        budgets are charged before the password is checked (see `_begin_login`).
+        """
         email = normalize_email(email)
-        throttle_key = account_key(email)
-        if self.limiter is not None:
-            await self.limiter.check("login_account", throttle_key)
         guest = None
         if guest_token:
             guest = self._guest_for_claim(guest_token)
+        attempt = await self._begin_login(account_key(email), client_address)
         user: UserRecord | None = None
         if _plausible_email(email):
             async with self.pool.acquire() as conn:
                 user = await repository.get_user_by_email(conn, email)
         if user is None:
             await verify_dummy(password)
-            await self._failed_login(throttle_key)
+            await self._failed_login(attempt)
             raise Unauthorized(INVALID_CREDENTIALS, code="invalid-credentials")
         ok, new_hash = await verify_password(password, user.password_hash)
         if not ok or user.disabled:
-            await self._failed_login(throttle_key)
+            await self._failed_login(attempt)
             raise Unauthorized(INVALID_CREDENTIALS, code="invalid-credentials")
+        if self.limiter is not None:
+            # The refund: the right password forgives this address its failures for the account.
+            await self.limiter.clear("login_pair", attempt.account, attempt.address)
         async with self.pool.acquire() as conn:
             if new_hash is not None:
                 await repository.update_password_hash(conn, user.id, new_hash)
@@ -173,9 +195,29 @@ class AuthService:
             await self._claim(guest, user)
         return await self._start_session(user)
 
-    async def _failed_login(self, throttle_key: str) -> None:
-        if self.limiter is not None:
-            await self.limiter.spend("login_account", throttle_key)
+    async def _begin_login(self, account: str, address: str) -> _LoginAttempt:
+        """Charge a login attempt before the password is looked at; 429 (and no hashing) when over a budget.
+
+        * `login_pair`, per (account, address): one hit up front, atomic in the storage, so concurrent guesses
+          cannot all slip past a budget that used to be spent only after the hash. A successful login clears it.
+        * `login_account`, per account over all addresses: its failures. It refuses only an address with a
+          pair record (a failure in the pair's windows, or an attempt still in flight), whose attempt it counts
+          up front. An address with a clean record, the owner's, is never refused by it: its attempt is
+          counted after it fails. Once the budget is spent, a guesser spread over many addresses gets one
+          guess per address until that address's pair record expires (the pair rule's longest window).
+        """
+        if self.limiter is None:
+            return _LoginAttempt(account, address, charged_to_account=False)
+        failed_before = await self.limiter.count("login_pair", account, address) > 0
+        if failed_before:
+            # Before the pair hit: a refusal here leaves no entry that would keep the address on record longer.
+            await self.limiter.hit("login_account", account)
+        await self.limiter.hit("login_pair", account, address)
+        return _LoginAttempt(account, address, charged_to_account=failed_before)
+
+    async def _failed_login(self, attempt: _LoginAttempt) -> None:
+        if self.limiter is not None and not attempt.charged_to_account:
+            await self.limiter.spend("login_account", attempt.account)
 
     async def _start_session(self, user: UserRecord, *, family_id: UUID | None = None) -> TokenPair:
         refresh = new_refresh_token()

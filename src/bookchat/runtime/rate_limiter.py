@@ -23,7 +23,7 @@ from bookchat.errors import TooManyRequests
 
 log = logging.getLogger(__name__)
 
-Rule = Literal["auth", "login_account", "chat", "search", "ip"]
+Rule = Literal["auth", "login_pair", "login_account", "chat", "search", "ip"]
 STREAM_LEASE_SECONDS = 900
 
 # Atomic across replicas: drop leases of crashed processes, then take a slot if one is free.
@@ -81,6 +81,7 @@ class RateLimiter:
         self.enabled = settings.rate_limit_enabled
         self.rules: dict[str, list[RateLimitItem]] = {
             "auth": _parse("auth", settings.rate_limit_auth),
+            "login_pair": _parse("login_pair", settings.rate_limit_login_pair),
             "login_account": _parse("login_account", settings.rate_limit_login_account),
             "chat": _parse("chat", settings.rate_limit_chat),
             "search": _parse("search", settings.rate_limit_search),
@@ -132,7 +133,11 @@ class RateLimiter:
         return tightest
 
     async def check(self, rule: Rule, *identifiers: str) -> None:
-        """Raise TooManyRequests if the budget is already spent, without spending any (login failure budget)."""
+        """Raise TooManyRequests if the budget is already spent, without spending any.
+
+        Check-then-spend is racy (concurrent callers all pass the check): a budget that must hold under
+        concurrency is spent up front with `hit` and refunded with `clear`.
+        """
         if not self.enabled:
             return
         items = self.rules[rule]
@@ -152,6 +157,37 @@ class RateLimiter:
         try:
             for item in self.rules[rule]:
                 await self.strategy.hit(item, rule, *identifiers)
+        except Exception as exc:
+            self._warn_storage(exc)
+
+    async def count(self, rule: Rule, *identifiers: str) -> int:
+        """How many hits the identifiers have on record: the most held by any of the rule's windows.
+
+        0 when limits are off or the storage is unreachable (failing open like the rest).
+        """
+        if not self.enabled:
+            return 0
+        try:
+            most = 0
+            for item in self.rules[rule]:
+                stats = await self.strategy.get_window_stats(item, rule, *identifiers)
+                most = max(most, item.amount - stats.remaining)
+        except Exception as exc:
+            self._warn_storage(exc)
+            return 0
+        return most
+
+    async def clear(self, rule: Rule, *identifiers: str) -> None:
+        """Forget every hit of the identifiers in all of the rule's windows (a refund: a successful login).
+
+        The moving window keeps one entry per hit and `limits` can only drop them all, so a refund is
+        all or nothing: the identifiers start afresh.
+        """
+        if not self.enabled:
+            return
+        try:
+            for item in self.rules[rule]:
+                await self.strategy.clear(item, rule, *identifiers)
         except Exception as exc:
             self._warn_storage(exc)
 
