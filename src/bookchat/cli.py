@@ -20,7 +20,7 @@ from bookchat.runtime.database import Database, DatabaseError, EmbeddedPostgres,
 # The app's modules (models, the Agents SDK) take seconds to import: commands import what they use, so
 # `bookchat serve` hands over to uvicorn fast and `--help` answers at once.
 if TYPE_CHECKING:
-    from bookchat.documents.ingest import IngestSummary
+    from bookchat.documents.ingest_summary import IngestSummary
     from bookchat.retrieval.search import Passage
     from bookchat.runtime.resources import Resources
 
@@ -54,7 +54,7 @@ def settings_or_exit(**overrides: Any) -> Settings:
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run `coroutine`, turning the errors a user can fix into one line."""
-    from bookchat.documents.ingest import IngestError
+    from bookchat.documents.discovery import IngestError
     from bookchat.retrieval.embeddings import EmbeddingError
     from bookchat.retrieval.store import VectorStoreError
 
@@ -185,7 +185,8 @@ def ingest(
     """Load, chunk, embed and index a book; reruns skip unchanged files."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from bookchat.documents.ingest import IngestPipeline, IngestProgress
+    from bookchat.documents.ingest import IngestPipeline
+    from bookchat.documents.ingest_summary import IngestProgress
 
     settings = settings_or_exit()
 

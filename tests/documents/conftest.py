@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from qdrant_client import models
 
 from bookchat.config import Settings
 from bookchat.documents import repository as repo
-from bookchat.documents.ingest import IngestPipeline
+from bookchat.documents.ingest import IngestPipeline, ingest_lock_key
 from bookchat.main import open_resources
 from bookchat.retrieval.search import HybridRetriever
 from bookchat.retrieval.store import VectorStore
@@ -58,16 +58,27 @@ async def stored_rows(pipeline: IngestPipeline) -> dict[str, repo.DocumentRow]:
 
 
 async def assert_consistent(pipeline: IngestPipeline) -> None:
-    """Rows and points agree: every row is final, has exactly chunk_count points 0..n-1, and no point is orphaned."""
+    """Rows and points agree: every row is final and clean, has exactly chunk_count points 0..n-1, all of its
+    generation, and no point is orphaned."""
     rows = await stored_rows(pipeline)
     points = await stored_points(pipeline)
-    by_document: dict[str, list[int]] = {}
+    by_document: dict[str, list[tuple[int, int]]] = {}
     for point in points:
-        by_document.setdefault(point["document_id"], []).append(point["chunk_index"])
+        by_document.setdefault(point["document_id"], []).append((point.get("generation", 0), point["chunk_index"]))
     for row in rows.values():
         assert row.status == "ready", row.source_path
-        assert sorted(by_document.pop(str(row.id), [])) == list(range(row.chunk_count)), row.source_path
+        assert not row.needs_cleanup, row.source_path
+        expected = [(row.generation, index) for index in range(row.chunk_count)]
+        assert sorted(by_document.pop(str(row.id), [])) == expected, row.source_path
     assert by_document == {}, "points without a document row"
+
+
+@asynccontextmanager
+async def hold_ingest_lock(pipeline: IngestPipeline) -> AsyncIterator[None]:
+    """Hold the collection's ingestion lock as another process would (transaction-scoped), for the block."""
+    async with pipeline.pool.acquire() as holder, holder.transaction():
+        await holder.execute("SELECT pg_advisory_xact_lock($1)", ingest_lock_key(pipeline.collection))
+        yield
 
 
 def write(root: Path, relative: str, text: str) -> Path:

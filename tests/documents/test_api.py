@@ -14,7 +14,6 @@ from fastapi import FastAPI
 from bookchat.auth.tokens import TokenCodec
 from bookchat.config import Settings
 from bookchat.documents import ingest as ingest_module
-from bookchat.documents import repository as repo
 from bookchat.edge.pagination import encode_cursor
 from bookchat.main import create_app
 from bookchat.retrieval.store import VectorStoreError
@@ -229,17 +228,24 @@ def test_openapi_documents_both_bodies(api_app: FastAPI) -> None:
     assert json.dumps(operation).count("source_path") >= 1
 
 
-async def test_index_failure_is_503_and_leaves_nothing(
+async def test_index_failure_is_503_and_keeps_the_previous_version(
     api_app: FastAPI, admin: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def broken(passages: Any) -> None:
         raise VectorStoreError("Qdrant request failed: connection refused")
 
+    assert (await upload(admin, ("down/b.md", b"# B\n\nThe first version.", "text/markdown"))).status_code == 201
+    before = (await admin.get("/api/documents", params={"prefix": "down"})).json()["items"]
     monkeypatch.setattr(api_app.state.resources.retriever, "index_passages", broken)
     body = problem(await upload(admin, ("down/a.md", b"# A\n\nText.", "text/markdown")), 503)
     assert body["code"] == "index-unavailable"
+    body = problem(await upload(admin, ("down/b.md", b"# B\n\nThe second version.", "text/markdown")), 503)
+    assert "previous version" in body["detail"]
     monkeypatch.undo()
-    assert (await admin.get("/api/documents", params={"prefix": "down"})).json()["items"] == []
+    # The new document left nothing; the re-uploaded one is as it was, and still found.
+    assert (await admin.get("/api/documents", params={"prefix": "down"})).json()["items"] == before
+    hits = (await admin.post("/api/search", json={"query": "first version", "filters": {"path_prefix": "down"}})).json()
+    assert any("first version" in hit["text"] for hit in hits["hits"])
 
 
 async def test_a_running_ingestion_is_409(
@@ -247,13 +253,10 @@ async def test_a_running_ingestion_is_409(
 ) -> None:
     monkeypatch.setattr(ingest_module, "API_LOCK_SECONDS", 0.2)
     resources = api_app.state.resources
-    key = repo.ingest_lock_key(resources.settings.collection)
-    async with resources.database.pool.acquire() as holder:
-        await repo.lock(holder, key)
-        try:
-            response = await upload(admin, ("busy.md", b"# Busy", "text/markdown"))
-            assert problem(response, 409)["code"] == "ingestion-running"
-            assert response.headers["retry-after"] == "10"
-            problem(await admin.post("/api/documents/reindex"), 409)
-        finally:
-            await repo.unlock(holder, key)
+    key = ingest_module.ingest_lock_key(resources.settings.collection)
+    async with resources.database.pool.acquire() as holder, holder.transaction():
+        await holder.execute("SELECT pg_advisory_xact_lock($1)", key)
+        response = await upload(admin, ("busy.md", b"# Busy", "text/markdown"))
+        assert problem(response, 409)["code"] == "ingestion-running"
+        assert response.headers["retry-after"] == "10"
+        problem(await admin.post("/api/documents/reindex"), 409)

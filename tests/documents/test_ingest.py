@@ -10,17 +10,13 @@ import pytest
 
 from bookchat.documents import ingest as ingest_module
 from bookchat.documents import repository as repo
-from bookchat.documents.ingest import (
-    IngestBusy,
-    IngestError,
-    IngestPipeline,
-    IngestProgress,
-    discover,
-    document_id_for,
-)
+from bookchat.documents.discovery import IngestError, discover
+from bookchat.documents.ingest import IngestBusy, IngestPipeline
+from bookchat.documents.ingest_summary import IngestProgress
+from bookchat.documents.preparation import document_id_for
 from bookchat.retrieval.search import SearchFilters
 
-from .conftest import assert_consistent, section, stored_points, stored_rows, write
+from .conftest import assert_consistent, hold_ingest_lock, section, stored_points, stored_rows, write
 
 
 def make_book(root: Path) -> Path:
@@ -156,7 +152,22 @@ async def test_prune_only_within_the_ingested_roots(pipeline: IngestPipeline, tm
     assert await count_runs(pipeline)
 
 
-async def test_a_crash_half_way_is_repaired_by_the_next_run(
+def failing_after(original: Any, failing_call: int) -> Any:
+    """`index_passages` that writes half of its `failing_call`-th batch and then raises, like a dying embedder."""
+    calls = 0
+
+    async def failing(passages: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == failing_call:
+            await original(passages[: len(passages) // 2])
+            raise RuntimeError("embedder crashed")
+        await original(passages)
+
+    return failing
+
+
+async def test_a_failed_batch_is_undone_and_the_rest_kept(
     pipeline: IngestPipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     book = make_book(tmp_path)
@@ -164,25 +175,54 @@ async def test_a_crash_half_way_is_repaired_by_the_next_run(
         write(book, f"extra/page-{i}.md", f"# Page {i}\n\n" + section("Body", 8, f"topic{i}"))
     monkeypatch.setattr(ingest_module, "BATCH_CHUNKS", 3)
     original = pipeline.retriever.index_passages
-    calls = 0
-
-    async def failing(passages: Any) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            await original(passages[: len(passages) // 2])  # half a batch lands, then the process "dies"
-            raise RuntimeError("embedder crashed")
-        await original(passages)
-
-    monkeypatch.setattr(pipeline.retriever, "index_passages", failing)
+    monkeypatch.setattr(pipeline.retriever, "index_passages", failing_after(original, 3))
     with pytest.raises(RuntimeError, match="embedder crashed"):
         await pipeline.ingest_paths([book])
     runs = await count_runs(pipeline)
     assert runs[-1][0] == "failed"
-    rows = await stored_rows(pipeline)
-    assert any(row.status == "pending" for row in rows.values())
+    # The batches before the failure are complete; the failed one left neither rows nor points.
+    await assert_consistent(pipeline)
+    assert 0 < len(await stored_rows(pipeline)) < 7
 
     monkeypatch.setattr(pipeline.retriever, "index_passages", original)
+    await pipeline.ingest_paths([book])
+    await assert_consistent(pipeline)
+    assert len(await stored_rows(pipeline)) == 7
+
+
+async def test_a_crash_half_way_is_repaired_by_the_next_run(
+    pipeline: IngestPipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = make_book(tmp_path)
+    for i in range(4):
+        write(book, f"extra/page-{i}.md", f"# Page {i}\n\n" + section("Body", 8, f"topic{i}"))
+    await pipeline.ingest_paths([book])
+    before = {row.source_path: row for row in (await stored_rows(pipeline)).values()}
+    for i in range(4):
+        write(book, f"extra/page-{i}.md", f"# Page {i} again\n\n" + section("Changed", 9, f"other{i}"))
+    monkeypatch.setattr(ingest_module, "BATCH_CHUNKS", 3)
+    original = pipeline.retriever.index_passages
+    monkeypatch.setattr(pipeline.retriever, "index_passages", failing_after(original, 2))
+
+    async def process_died(conn: Any, batch: Any) -> None:  # a killed process undoes nothing
+        return None
+
+    monkeypatch.setattr(pipeline, "_discard", process_died)
+    with pytest.raises(RuntimeError, match="embedder crashed"):
+        await pipeline.ingest_paths([book])
+    rows = await stored_rows(pipeline)
+    # No row claims what the index lacks: the interrupted documents still serve their previous version.
+    assert any(row.needs_cleanup for row in rows.values())
+    for row in rows.values():
+        if row.needs_cleanup:
+            assert (row.content_hash, row.generation) == (
+                before[row.source_path].content_hash,
+                before[row.source_path].generation,
+            )
+    hits = await pipeline.retriever.search("topic0 topic1 topic2 topic3", limit=20)
+    assert hits, "the previous version stays searchable"
+
+    monkeypatch.undo()
     summary = await pipeline.ingest_paths([book])
     assert summary.added + summary.updated > 0
     await assert_consistent(pipeline)
@@ -198,8 +238,12 @@ async def test_reindex_rebuilds_and_keeps_documents_without_files(pipeline: Inge
     before = await stored_points(pipeline)
 
     summary = await pipeline.ingest_paths([book], reindex=True)
-    assert summary.updated == 3
+    assert summary.updated == 4  # the three files read again, and the upload rebuilt from its stored bytes
     assert await stored_points(pipeline) == before
+    store = pipeline.retriever.store
+    physical = await store.physical_name()
+    assert physical is not None
+    assert physical.startswith(f"{store.collection}--")
     await assert_consistent(pipeline)
 
     rebuilt = await pipeline.reindex()
@@ -226,10 +270,8 @@ async def test_the_lock_keeps_two_ingestions_apart(
     pipeline: IngestPipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     book = make_book(tmp_path)
-    key = repo.ingest_lock_key(pipeline.collection)
     monkeypatch.setattr(ingest_module, "API_LOCK_SECONDS", 0.2)
-    async with pipeline.pool.acquire() as holder:
-        await repo.lock(holder, key)
+    async with hold_ingest_lock(pipeline):
         with pytest.raises(IngestBusy):
             await pipeline.ingest_document("a.md", "# A\n\ntext")
         events: list[IngestProgress] = []
@@ -237,8 +279,7 @@ async def test_the_lock_keeps_two_ingestions_apart(
         await asyncio.sleep(0.5)
         assert not task.done()
         assert [e.phase for e in events] == ["scan", "wait"]
-        await repo.unlock(holder, key)
-        summary = await asyncio.wait_for(task, 60)
+    summary = await asyncio.wait_for(task, 60)
     assert summary.added == 3
 
 
@@ -256,20 +297,61 @@ async def test_delete_document_removes_points_then_row(pipeline: IngestPipeline,
     assert await stored_rows(pipeline) == {}
 
 
-async def test_a_failed_upload_leaves_nothing_behind(pipeline: IngestPipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failed_reupload_keeps_the_previous_version(
+    pipeline: IngestPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await pipeline.ingest_document("a.md", "# A\n\nThe first version speaks of lighthouses.")
+    before = await stored_rows(pipeline)
+    original = pipeline.retriever.index_passages
+    monkeypatch.setattr(pipeline.retriever, "index_passages", failing_after(original, 1))
+    with pytest.raises(RuntimeError):
+        await pipeline.ingest_document("a.md", "# A\n\nThe second version speaks of submarines.\n\n" * 3)
+    assert await stored_rows(pipeline) == before
+    await assert_consistent(pipeline)
+    hits = await pipeline.retriever.search("lighthouses", limit=1)
+    assert "lighthouses" in hits[0].text
+
+
+async def test_a_database_failure_before_the_switch_keeps_the_previous_version(
+    pipeline: IngestPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await pipeline.ingest_document("a.md", "# A\n\nThe first version speaks of lighthouses.")
+    before = await stored_rows(pipeline)
+
+    async def database_gone(*args: Any) -> None:
+        raise ConnectionResetError("PostgreSQL went away")
+
+    monkeypatch.setattr(repo, "finish_writes", database_gone)
+    with pytest.raises(ConnectionResetError):
+        await pipeline.ingest_document("a.md", "# A\n\nThe second version speaks of submarines.")
+    monkeypatch.undo()
+    rows = await stored_rows(pipeline)
+    assert {path: (row.content_hash, row.generation) for path, row in rows.items()} == {
+        path: (row.content_hash, row.generation) for path, row in before.items()
+    }
+    await assert_consistent(pipeline)
+    assert "lighthouses" in (await pipeline.retriever.search("lighthouses", limit=1))[0].text
+
+
+async def test_old_chunks_left_by_a_failed_clean_up_go_on_the_next_run(
+    pipeline: IngestPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await pipeline.ingest_document("a.md", "# A\n\nThe first version speaks of lighthouses.")
     original = pipeline.retriever.delete_document
 
-    async def broken(document_id: str, *, keep_below: int | None = None) -> None:
-        if keep_below is not None:
+    async def qdrant_gone(document_id: str, **kwargs: Any) -> None:
+        if kwargs.get("except_generation") is not None:
             raise RuntimeError("qdrant went away")
-        await original(document_id)
+        await original(document_id, **kwargs)
 
-    await pipeline.ingest_document("a.md", "# A\n\nfirst version")
-    monkeypatch.setattr(pipeline.retriever, "delete_document", broken)
-    with pytest.raises(RuntimeError):
-        await pipeline.ingest_document("a.md", "# A\n\nsecond version")
-    assert await stored_points(pipeline) == []
-    assert await stored_rows(pipeline) == {}
+    monkeypatch.setattr(pipeline.retriever, "delete_document", qdrant_gone)
+    outcome = await pipeline.ingest_document("a.md", "# A\n\nThe second version speaks of submarines.")
+    assert outcome.outcome == "updated"  # the new version is live; only the old chunks wait for deletion
+    (row,) = (await stored_rows(pipeline)).values()
+    assert row.needs_cleanup
+    monkeypatch.undo()
+    await pipeline.ingest_document("b.md", "# B\n\nAnother page.")
+    await assert_consistent(pipeline)
 
 
 def test_discover_uses_the_docusaurus_docs_folder_as_root(tmp_path: Path) -> None:
@@ -291,4 +373,61 @@ def test_document_ids_are_stable() -> None:
     first = document_id_for("bookchat", "docs/intro.md")
     assert first == document_id_for("bookchat", "docs/intro.md")
     assert first != document_id_for("other", "docs/intro.md")
-    assert repo.ingest_lock_key("a") != repo.ingest_lock_key("b")
+    assert ingest_module.ingest_lock_key("a") != ingest_module.ingest_lock_key("b")
+
+
+async def test_the_index_is_rebuilt_from_the_database_alone(pipeline: IngestPipeline, tmp_path: Path) -> None:
+    book = make_book(tmp_path)
+    await pipeline.ingest_paths([book])
+    await pipeline.ingest_document("uploads/extra.md", "# Extra\n\nUploaded lighthouse notes.", title="Extra page")
+    before = await stored_points(pipeline)
+    # Both the files and the index are gone: PostgreSQL alone holds the book.
+    for path in sorted(book.rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    store = pipeline.retriever.store
+    await store.client.delete_collection(store.collection)
+    await pipeline.retriever.ensure_collection()
+    rebuilt = await pipeline.reindex()
+    assert rebuilt.updated == 4
+    assert await stored_points(pipeline) == before
+    await assert_consistent(pipeline)
+    assert (await pipeline.retriever.search("lighthouse notes", limit=1))[0].title == "Extra page"
+
+
+async def test_a_failed_rebuild_leaves_the_live_index_serving(
+    pipeline: IngestPipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = make_book(tmp_path)
+    await pipeline.ingest_paths([book])
+    before_points = await stored_points(pipeline)
+    before_rows = await stored_rows(pipeline)
+    store = pipeline.retriever.store
+    live = await store.physical_name()
+    searched_during_rebuild: list[int] = []
+    original = pipeline.retriever.on_collection
+
+    def on_collection(name: str) -> Any:
+        target = original(name)
+        index = target.index_passages
+
+        async def failing(passages: Any) -> None:
+            await index(passages[:2])
+            # Readers keep their answers from the live index while the new one fills.
+            searched_during_rebuild.append(len(await pipeline.retriever.search("lidar", limit=3)))
+            raise RuntimeError("embedder quota exhausted")
+
+        target.index_passages = failing  # type: ignore[method-assign]
+        return target
+
+    monkeypatch.setattr(pipeline.retriever, "on_collection", on_collection)
+    with pytest.raises(RuntimeError, match="quota"):
+        await pipeline.reindex()
+    assert searched_during_rebuild == [3]
+    assert await store.physical_name() == live
+    names = {item.name for item in (await store.client.get_collections()).collections}
+    assert not any(name.startswith(f"{store.collection}--") for name in names), "the half-built collection is dropped"
+    assert await stored_points(pipeline) == before_points
+    assert await stored_rows(pipeline) == before_rows
+    monkeypatch.undo()
+    await pipeline.reindex()
+    await assert_consistent(pipeline)

@@ -1,10 +1,8 @@
-"""SQL for the `documents` and `ingest_runs` tables and the per-corpus ingestion lock (asyncpg, parameterised)."""
+"""SQL for the `documents` and `ingest_runs` tables (asyncpg, parameterised)."""
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import time
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +19,10 @@ PENDING_HASH = "pending"
 # A plain connection or the pool's proxy of one: both speak the same API.
 Conn = asyncpg.Connection | PoolConnectionProxy
 
-_COLUMNS = "id, collection, source_path, title, url, content_hash, chunk_count, embedding_model, created_at, updated_at"
+_COLUMNS = (
+    "id, collection, source_path, title, url, content_hash, chunk_count, embedding_model, generation, needs_cleanup, "
+    "created_at, updated_at"
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class DocumentRow:
     content_hash: str
     chunk_count: int
     embedding_model: str
+    generation: int
+    needs_cleanup: bool
     created_at: datetime
     updated_at: datetime
 
@@ -50,7 +53,7 @@ class DocumentRow:
 
 @dataclass(frozen=True)
 class DocumentWrite:
-    """The values an ingestion writes for one document."""
+    """The values an ingestion writes for one document once its chunks of `generation` are all indexed."""
 
     id: UUID
     source_path: str
@@ -59,35 +62,21 @@ class DocumentWrite:
     content_hash: str
     chunk_count: int
     embedding_model: str
+    generation: int
+    source: bytes
+    source_options: dict[str, str]
 
 
-def ingest_lock_key(collection: str) -> int:
-    """The advisory-lock key of a corpus: 64 bits of SHA-256, so collections never share a lock by accident."""
-    digest = hashlib.sha256(f"bookchat:ingest:{collection}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+@dataclass(frozen=True)
+class StoredSource:
+    """A document's bytes as ingested and what was given with them, for rebuilding its chunks."""
 
-
-async def try_lock(conn: Conn, key: int) -> bool:
-    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
-
-
-async def lock(conn: Conn, key: int) -> None:
-    await conn.execute("SELECT pg_advisory_lock($1)", key)
-
-
-async def lock_within(conn: Conn, key: int, seconds: float) -> bool:
-    """Try for up to `seconds` to take the lock (for HTTP requests, which should not hang on a long ingestion)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        if await try_lock(conn, key):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(0.1)
-
-
-async def unlock(conn: Conn, key: int) -> None:
-    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+    id: UUID
+    source_path: str
+    content_hash: str
+    generation: int
+    source: bytes
+    options: dict[str, str]
 
 
 async def fetch_all(conn: Conn, collection: str) -> dict[str, DocumentRow]:
@@ -130,46 +119,84 @@ async def page(
     return [DocumentRow.from_record(record) for record in records]
 
 
-_UPSERT = """
-INSERT INTO documents (id, collection, source_path, title, url, content_hash, chunk_count, embedding_model)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT (id) DO UPDATE SET
-    title = EXCLUDED.title,
-    url = EXCLUDED.url,
-    content_hash = EXCLUDED.content_hash,
-    chunk_count = EXCLUDED.chunk_count,
-    embedding_model = EXCLUDED.embedding_model,
-    updated_at = now()
-"""
-
-
-async def upsert(conn: Conn, collection: str, rows: Sequence[DocumentWrite]) -> None:
-    """Insert or replace rows in one transaction."""
-    if not rows:
+async def begin_writes(conn: Conn, collection: str, writes: Sequence[DocumentWrite]) -> None:
+    """Before any point of a write lands: new documents get a pending row, existing ones keep theirs (still
+    serving the previous version) and are marked as needing a clean-up of other generations."""
+    if not writes:
         return
     async with conn.transaction():
         await conn.executemany(
-            _UPSERT,
+            """
+            INSERT INTO documents (id, collection, source_path, title, url, content_hash, chunk_count,
+                                   embedding_model, generation, needs_cleanup)
+            VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, true)
+            ON CONFLICT (id) DO UPDATE SET needs_cleanup = true
+            """,
             [
-                (r.id, collection, r.source_path, r.title, r.url, r.content_hash, r.chunk_count, r.embedding_model)
-                for r in rows
+                (w.id, collection, w.source_path, w.title, w.url, PENDING_HASH, w.embedding_model, w.generation)
+                for w in writes
             ],
         )
 
 
-async def set_hashes(conn: Conn, collection: str, hashes: Sequence[tuple[UUID, str]]) -> None:
-    """Restore content hashes (after a rebuild put the same chunks back)."""
-    if not hashes:
+async def finish_writes(conn: Conn, collection: str, writes: Sequence[DocumentWrite]) -> None:
+    """After every point of each write's generation is indexed: the rows switch to the new version at once."""
+    if not writes:
         return
     async with conn.transaction():
         await conn.executemany(
-            "UPDATE documents SET content_hash = $3 WHERE collection = $1 AND id = $2",
-            [(collection, document_id, content_hash) for document_id, content_hash in hashes],
+            """
+            UPDATE documents SET title = $3, url = $4, content_hash = $5, chunk_count = $6, embedding_model = $7,
+                   generation = $8, source = $9, source_options = $10::jsonb, updated_at = now()
+            WHERE collection = $1 AND id = $2
+            """,
+            [
+                (
+                    collection,
+                    w.id,
+                    w.title,
+                    w.url,
+                    w.content_hash,
+                    w.chunk_count,
+                    w.embedding_model,
+                    w.generation,
+                    w.source,
+                    json.dumps(w.source_options),
+                )
+                for w in writes
+            ],
         )
 
 
-async def mark_all_pending(conn: Conn, collection: str) -> None:
-    await conn.execute("UPDATE documents SET content_hash = $2 WHERE collection = $1", collection, PENDING_HASH)
+async def mark_clean(conn: Conn, collection: str, document_ids: Sequence[UUID]) -> None:
+    """The index holds no point of these documents but those of their row's generation."""
+    if document_ids:
+        await conn.execute(
+            "UPDATE documents SET needs_cleanup = false WHERE collection = $1 AND id = ANY($2::uuid[])",
+            collection,
+            list(document_ids),
+        )
+
+
+async def fetch_sources(conn: Conn, collection: str, document_ids: Sequence[UUID]) -> dict[UUID, StoredSource]:
+    """The stored bytes of these documents (rows ingested before sources were kept have none and are left out)."""
+    records = await conn.fetch(
+        "SELECT id, source_path, content_hash, generation, source, source_options FROM documents "
+        "WHERE collection = $1 AND id = ANY($2::uuid[]) AND source IS NOT NULL",
+        collection,
+        list(document_ids),
+    )
+    return {
+        record["id"]: StoredSource(
+            record["id"],
+            record["source_path"],
+            record["content_hash"],
+            record["generation"],
+            bytes(record["source"]),
+            json.loads(record["source_options"]) if isinstance(record["source_options"], str) else {},
+        )
+        for record in records
+    }
 
 
 async def delete(conn: Conn, collection: str, document_ids: Sequence[UUID]) -> int:

@@ -12,7 +12,7 @@ from starlette.datastructures import UploadFile
 
 from bookchat.auth.dependencies import require_admin
 from bookchat.documents import service
-from bookchat.documents.ingest import DocumentInput
+from bookchat.documents.preparation import DocumentInput
 from bookchat.documents.schemas import DocumentCreate, DocumentOut, DocumentPage, IngestResponse
 from bookchat.documents.service import PipelineDep
 from bookchat.errors import UnprocessableContent, UnsupportedMediaType

@@ -10,8 +10,10 @@ from fastapi import Depends
 
 from bookchat.config import Settings
 from bookchat.documents import repository as repo
-from bookchat.documents.ingest import DocumentInput, IngestBusy, IngestPipeline, IngestSummary
+from bookchat.documents.ingest import IngestBusy, IngestPipeline
+from bookchat.documents.ingest_summary import IngestSummary
 from bookchat.documents.loaders import UnsupportedDocument, detect_format
+from bookchat.documents.preparation import DocumentInput
 from bookchat.documents.repository import DocumentRow
 from bookchat.documents.schemas import (
     DocumentOut,
@@ -99,7 +101,8 @@ async def ingest(pipeline: IngestPipeline, items: Sequence[DocumentInput]) -> In
         raise Conflict(str(exc), code="ingestion-running", headers={"Retry-After": "10"}) from exc
     except (EmbeddingError, VectorStoreError) as exc:
         raise ServiceUnavailable(
-            f"the document could not be indexed ({type(exc).__name__}); nothing was kept, try again",
+            f"the documents could not be indexed ({type(exc).__name__}); nothing of this upload was kept and "
+            "the previous version of each document is still searchable; try again",
             code="index-unavailable",
         ) from exc
 

@@ -41,6 +41,8 @@ class Passage:
     text: str
     page: int | None = None
     score: float = 0.0
+    # Which write of its document the chunk belongs to (see `chunk_point_id`).
+    generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,15 @@ class SearchFilters:
     path_prefix: str | None = None
 
 
-def chunk_point_id(document_id: str, chunk_index: int) -> str:
-    """The Qdrant point id of a chunk: UUIDv5 of the document's UUID and the index, so re-ingestion overwrites."""
-    return str(uuid5(UUID(document_id), str(chunk_index)))
+def chunk_point_id(document_id: str, chunk_index: int, generation: int = 0) -> str:
+    """The Qdrant point id of a chunk: UUIDv5 of the document's UUID, the generation and the index.
+
+    A new version of a document is written as the next generation beside the live one, so the old version
+    stays searchable until the new one is complete; generation 0 keeps the ids of indexes built before
+    generations existed.
+    """
+    name = str(chunk_index) if generation == 0 else f"{generation}:{chunk_index}"
+    return str(uuid5(UUID(document_id), name))
 
 
 def normalise_path(path: str) -> str:
@@ -119,6 +127,17 @@ class HybridRetriever:
         self._ready = False
         self._ready_lock = asyncio.Lock()
 
+    def on_collection(self, collection: str) -> HybridRetriever:
+        """The same retriever over another collection of the same store (a rebuild beside the live one)."""
+        return HybridRetriever(
+            self.store.named(collection),
+            self.embedder,
+            self.sparse,
+            rrf_k=self.rrf_k,
+            prefetch_limit=self.prefetch_limit,
+            fusion=self.fusion,
+        )
+
     async def ensure_collection(self) -> bool:
         """Create the collection for this embedder if needed (True when created); raise on a model mismatch."""
         async with self._ready_lock:
@@ -133,7 +152,7 @@ class HybridRetriever:
             await self.ensure_collection()
 
     async def index_passages(self, passages: Sequence[Passage]) -> None:
-        """Embed, BM25-encode and upsert `passages`; each overwrites the point of its (document, chunk index)."""
+        """Embed, BM25-encode and upsert `passages`; each overwrites the point of its (document, generation, index)."""
         if not passages:
             return
         await self._ensure_ready()
@@ -144,7 +163,7 @@ class HybridRetriever:
             sparse = await asyncio.to_thread(self.sparse.encode_documents, texts)
             points = [
                 models.PointStruct(
-                    id=chunk_point_id(passage.document_id, passage.chunk_index),
+                    id=chunk_point_id(passage.document_id, passage.chunk_index, passage.generation),
                     # Qdrant rejects an empty sparse vector on some versions; a chunk of stop words has no BM25.
                     vector={DENSE_VECTOR: vector, SPARSE_VECTOR: terms} if terms.indices else {DENSE_VECTOR: vector},
                     payload=_payload(passage),
@@ -153,18 +172,24 @@ class HybridRetriever:
             ]
             await self.store.run(self.store.client.upsert(self.store.collection, points=points, wait=True))
 
-    async def delete_document(self, document_id: str, *, keep_below: int | None = None) -> None:
-        """Delete every chunk of a document, or only those with `chunk_index >= keep_below` (a shrunk document)."""
+    async def delete_document(
+        self, document_id: str, *, generation: int | None = None, except_generation: int | None = None
+    ) -> None:
+        """Delete a document's chunks: all of them, those of one `generation`, or all but `except_generation`."""
         await self._ensure_ready()
-        conditions: list[models.Condition] = [
+        must: list[models.Condition] = [
             models.FieldCondition(key="document_id", match=models.MatchValue(value=document_id))
         ]
-        if keep_below is not None:
-            conditions.append(models.FieldCondition(key="chunk_index", range=models.Range(gte=keep_below)))
+        must_not: list[models.Condition] = []
+        if generation is not None:
+            # Points written before generations existed carry no `generation`: they are generation 0.
+            must.append(_generation_condition(generation))
+        if except_generation is not None:
+            must_not.append(_generation_condition(except_generation))
         await self.store.run(
             self.store.client.delete(
                 self.store.collection,
-                points_selector=models.FilterSelector(filter=models.Filter(must=conditions)),
+                points_selector=models.FilterSelector(filter=models.Filter(must=must, must_not=must_not or None)),
                 wait=True,
             )
         )
@@ -269,6 +294,13 @@ def _filter(filters: SearchFilters | None) -> models.Filter | None:
     return models.Filter(must=conditions) if conditions else None
 
 
+def _generation_condition(generation: int) -> models.Condition:
+    matches = models.FieldCondition(key="generation", match=models.MatchValue(value=generation))
+    if generation != 0:
+        return matches
+    return models.Filter(should=[matches, models.IsEmptyCondition(is_empty=models.PayloadField(key="generation"))])
+
+
 def _payload(passage: Passage) -> dict[str, Any]:
     return {
         "document_id": passage.document_id,
@@ -280,6 +312,7 @@ def _payload(passage: Passage) -> dict[str, Any]:
         "chunk_index": passage.chunk_index,
         "text": passage.text,
         "page": passage.page,
+        "generation": passage.generation,
     }
 
 
@@ -296,4 +329,5 @@ def passage_from_payload(point_id: str, payload: dict[str, Any], score: float = 
         text=str(payload.get("text", "")),
         page=payload.get("page"),
         score=float(score),
+        generation=int(payload.get("generation") or 0),
     )

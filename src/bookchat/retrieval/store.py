@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+import uuid
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,6 +60,12 @@ class VectorStore:
             install_fast_sparse_scoring()
             limit_blas_threads()
 
+    def named(self, collection: str) -> VectorStore:
+        """This store over another collection, sharing the client and (local mode) the worker; close this one."""
+        view = copy.copy(self)
+        view.collection = collection
+        return view
+
     async def run(self, call: Coroutine[Any, Any, T]) -> T:
         """Await a call on `self.client` (e.g. `await store.run(store.client.scroll(...))`): in local mode on the
         store's worker thread, so it neither blocks the event loop nor overlaps another call. Qdrant's transport
@@ -74,21 +82,26 @@ class VectorStore:
     def description(self) -> str:
         return f"Qdrant {'local folder' if self.is_local else 'server'}, collection {self.collection!r}"
 
-    async def ensure_collection(self, model_id: str, dim: int, *, sparse_id: str | None = None) -> bool:
+    async def ensure_collection(
+        self, model_id: str, dim: int, *, sparse_id: str | None = None, name: str | None = None
+    ) -> bool:
         """Create the collection for `model_id`/`dim` if missing; return True when it was created.
 
-        An existing collection built with another model or size raises `EmbeddingModelMismatch`; so does one whose
-        BM25 vectors were made by another encoder (`sparse_id`, when given and recorded).
+        `name` creates a collection under another name (a rebuild, see `switch_to`). An existing collection
+        built with another model or size raises `EmbeddingModelMismatch`; so does one whose BM25 vectors were
+        made by another encoder (`sparse_id`, when given and recorded).
         """
-        if await self.run(self.client.collection_exists(self.collection)):
-            await self._check_model(model_id, dim, sparse_id)
+        target = name or await self.physical_name()
+        if target is not None and await self.run(self.client.collection_exists(target)):
+            await self._check_model(model_id, dim, sparse_id, name=target)
             return False
+        target = target or self.collection
         metadata: dict[str, Any] = {"embedding_model": model_id, "embedding_dim": dim}
         if sparse_id is not None:
             metadata["sparse_encoder"] = sparse_id
         await self.run(
             self.client.create_collection(
-                self.collection,
+                target,
                 # Every embedder returns unit vectors, so the dot product is the cosine; local mode computes it
                 # with one matrix product, where COSINE would first renormalise every stored vector on every search.
                 vectors_config={DENSE_VECTOR: models.VectorParams(size=dim, distance=models.Distance.DOT)},
@@ -103,17 +116,74 @@ class VectorStore:
             else (
                 ("document_id", models.PayloadSchemaType.KEYWORD),
                 ("path_prefixes", models.PayloadSchemaType.KEYWORD),
-                # delete_document(keep_below=...) filters on a range of chunk indices.
-                ("chunk_index", models.PayloadSchemaType.INTEGER),
+                # Re-ingestion deletes the chunks of one generation of a document, or all but one.
+                ("generation", models.PayloadSchemaType.INTEGER),
             )
         )
         for field, schema in indexes:
-            await self.run(self.client.create_payload_index(self.collection, field, field_schema=schema))
-        log.info("collection created", extra={"collection": self.collection, "model": model_id, "dim": dim})
+            await self.run(self.client.create_payload_index(target, field, field_schema=schema))
+        log.info("collection created", extra={"collection": target, "model": model_id, "dim": dim})
         return True
 
-    async def _check_model(self, model_id: str, dim: int, sparse_id: str | None = None) -> None:
-        info = await self.run(self.client.get_collection(self.collection))
+    async def physical_name(self) -> str | None:
+        """The collection behind `self.collection`: the target of the alias of that name, the collection of that
+        name, or None when neither exists."""
+        aliases = await self.run(self.client.get_aliases())
+        for alias in aliases.aliases:
+            if alias.alias_name == self.collection:
+                return alias.collection_name
+        return self.collection if await self.run(self.client.collection_exists(self.collection)) else None
+
+    def rebuild_name(self) -> str:
+        """A fresh name for a collection built beside the live one (`<collection>--<8 hex digits>`)."""
+        return f"{self.collection}--{uuid.uuid4().hex[:8]}"
+
+    async def drop_abandoned_rebuilds(self) -> list[str]:
+        """Delete collections named like `rebuild_name()` that the live name does not point at (a rebuild that
+        crashed before `switch_to`)."""
+        live = await self.physical_name()
+        listing = await self.run(self.client.get_collections())
+        abandoned = [
+            item.name
+            for item in listing.collections
+            if item.name.startswith(f"{self.collection}--") and item.name != live
+        ]
+        for name in abandoned:
+            await self.run(self.client.delete_collection(name))
+        return abandoned
+
+    async def switch_to(self, rebuilt: str) -> None:
+        """Make `self.collection` name the collection `rebuilt` (an alias), then drop the one it named before.
+
+        Readers use the old collection until this call and the new one after it. Where the name was a collection
+        rather than an alias (indexes built before rebuilds existed), it must be deleted before the alias can
+        take its name: on local mode both steps run as one call of the store's worker, so no query falls between
+        them; on a server a query in that instant gets a clear 503.
+        """
+        previous = await self.physical_name()
+
+        async def switch() -> None:
+            operations: list[models.AliasOperations] = []
+            if previous == self.collection:
+                await self.client.delete_collection(self.collection)
+            elif previous is not None:
+                operations.append(
+                    models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.collection))
+                )
+            operations.append(
+                models.CreateAliasOperation(
+                    create_alias=models.CreateAlias(collection_name=rebuilt, alias_name=self.collection)
+                )
+            )
+            await self.client.update_collection_aliases(change_aliases_operations=operations)
+
+        await self.run(switch())
+        if previous is not None and previous not in (self.collection, rebuilt):
+            await self.run(self.client.delete_collection(previous))
+        log.info("collection rebuilt", extra={"collection": self.collection, "now": rebuilt})
+
+    async def _check_model(self, model_id: str, dim: int, sparse_id: str | None = None, *, name: str) -> None:
+        info = await self.run(self.client.get_collection(name))
         metadata: dict[str, Any] = dict(info.config.metadata or {})
         vectors = info.config.params.vectors
         stored_dim = vectors[DENSE_VECTOR].size if isinstance(vectors, dict) and DENSE_VECTOR in vectors else None
@@ -132,14 +202,17 @@ class VectorStore:
             )
 
     async def recreate(self, model_id: str, dim: int, *, sparse_id: str | None = None) -> None:
-        """Drop and create the collection (the `--reindex` path)."""
+        """Drop and create the collection: for throw-away collections (evaluation); a book is rebuilt beside its
+        live index (`switch_to`)."""
         await self.run(self.client.delete_collection(self.collection))
         await self.ensure_collection(model_id, dim, sparse_id=sparse_id)
 
-    async def count(self) -> int:
-        if not await self.run(self.client.collection_exists(self.collection)):
+    async def count(self, name: str | None = None) -> int:
+        """Points in the collection (or in the collection `name`); 0 when it does not exist."""
+        target = name or await self.physical_name()
+        if target is None or not await self.run(self.client.collection_exists(target)):
             return 0
-        return (await self.run(self.client.count(self.collection, exact=True))).count
+        return (await self.run(self.client.count(target, exact=True))).count
 
     async def ping(self) -> None:
         """Raise if Qdrant cannot be reached."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import signal
@@ -19,11 +18,12 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from bookchat.config import Settings
+from bookchat.runtime.advisory_locks import lock_key, wait_for_xact_lock
 
 log = logging.getLogger(__name__)
 
 # One advisory-lock key for the whole schema, so replicas starting together apply migrations once.
-MIGRATION_LOCK_KEY = int.from_bytes(hashlib.sha256(b"bookchat:migrations").digest()[:8], "big", signed=True)
+MIGRATION_LOCK_KEY = lock_key("bookchat:migrations")
 
 # Type names other modules use for the pool and for a connection (pooled or not).
 Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
@@ -42,7 +42,7 @@ class Migration:
 
 def migrations_dir() -> Path:
     """The SQL migrations: `migrations/` of a source checkout, or the copy packaged inside the wheel."""
-    source_tree = Path(__file__).resolve().parents[2] / "migrations"
+    source_tree = Path(__file__).resolve().parents[3] / "migrations"
     if source_tree.is_dir():
         return source_tree
     return Path(str(resources.files("bookchat") / "migrations"))
@@ -51,17 +51,26 @@ def migrations_dir() -> Path:
 def load_migrations(directory: Path | None = None) -> list[Migration]:
     """Every `NNN_name.sql` file, in version order."""
     folder = directory or migrations_dir()
-    return [Migration(path.stem, path.read_text(encoding="utf-8")) for path in sorted(folder.glob("*.sql"))]
+    found = [Migration(path.stem, path.read_text(encoding="utf-8")) for path in sorted(folder.glob("*.sql"))]
+    if not found:
+        # An empty list would "migrate" nothing and every query would then fail on a missing table.
+        raise DatabaseError(f"no migrations found in {folder}: the installation is incomplete")
+    return found
 
 
-async def apply_migrations(conn: Connection, migrations: list[Migration] | None = None) -> list[str]:
-    """Apply pending migrations, each in its own transaction, under a session advisory lock.
+async def apply_migrations(
+    conn: Connection, migrations: list[Migration] | None = None, *, lock_timeout: float | None = None
+) -> list[str]:
+    """Apply pending migrations in one transaction that holds the migrations' advisory lock.
 
-    Returns the versions applied by this call; a replica that waited on the lock applies none.
+    The lock is transaction-scoped, so it holds through a transaction-mode pooler (Neon's pooled URL) and is
+    released however the process ends; a replica that waited for it finds the work done and applies none.
+    Each migration runs in a savepoint of its own, so a failing one names itself and none of it is kept.
+    Returns the versions applied by this call.
     """
     pending = migrations if migrations is not None else load_migrations()
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
-    try:
+    async with conn.transaction():
+        await wait_for_xact_lock(conn, MIGRATION_LOCK_KEY, what="the migrations lock", wait_seconds=lock_timeout)
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
@@ -74,11 +83,10 @@ async def apply_migrations(conn: Connection, migrations: list[Migration] | None 
             async with conn.transaction():
                 await conn.execute(migration.sql)
                 await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", migration.version)
-            log.info("migration applied", extra={"version": migration.version})
             applied.append(migration.version)
-        return applied
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    for version in applied:
+        log.info("migration applied", extra={"version": version})
+    return applied
 
 
 class EmbeddedPostgres:
