@@ -1,22 +1,20 @@
-"""One chat turn: store the question, gather passages, run the model (whole or streamed), cite, store the answer."""
+"""The chat service routers call: a turn's question stored and passages found, then answered whole or streamed."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
-from uuid import UUID
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from bookchat.chat.citations import CitationRewriter, strip_markers
-from bookchat.chat.context import AgentMode, AnswerContext, RunUsage, prompt_passage
-from bookchat.chat.prompts import retrieval_input, selection_input
+from bookchat.chat.bookkeeping import EmptyAnswer, TurnRecords
+from bookchat.chat.citations import CitationRewriter
+from bookchat.chat.context import AgentMode, AnswerContext, RunUsage
+from bookchat.chat.extractive import extractive_pieces, extractive_text
+from bookchat.chat.inputs import HISTORY_MESSAGES, history_items, user_item
 from bookchat.chat.schemas import (
     ChatRequest,
     ChatResponse,
@@ -28,68 +26,23 @@ from bookchat.chat.schemas import (
     SourcesEvent,
     TokenUsage,
 )
+from bookchat.chat.streaming import DELTA_INTERVAL_SECONDS, coalesce
+from bookchat.chat.turn import Turn, cited
 from bookchat.config import Settings
-from bookchat.conversations.repository import ConversationNotFound, ConversationRepository, HistoryMessage
+from bookchat.conversations.repository import ConversationNotFound, ConversationRepository
 from bookchat.conversations.schemas import Mode
-from bookchat.errors import BadGateway, BookchatError, NotFound, ServiceUnavailable
-from bookchat.llm.errors import retry_after_seconds, upstream_error
-from bookchat.llm.extractive import extractive_answer
+from bookchat.errors import NotFound, ServiceUnavailable
+from bookchat.llm.errors import retry_after_seconds
 from bookchat.retrieval.search import HybridRetriever, Passage, SearchFilters
-from bookchat.text import shorten
 
 if TYPE_CHECKING:
     # The Agents SDK is imported at run time only where a model answers (see bookchat.chat.context).
-    from agents import TResponseInputItem
-    from openai.types.responses import EasyInputMessageParam
-
     from bookchat.chat.agent import AnswerStream
     from bookchat.llm.provider import LLM
 
 log = logging.getLogger(__name__)
 
-# Recent messages replayed as history: three exchanges keep follow-ups coherent at a bounded prompt size.
-HISTORY_MESSAGES = 6
-MAX_HISTORY_MESSAGE_CHARS = 2000
-SNIPPET_CHARS = 280
-SELECTION_TITLE = "Your selection"
-# Text that arrives faster than this is sent as one delta: the first piece goes out at once, later ones at most
-# 50 times a second. A reader cannot tell, and a fast model no longer costs one write per token per stream.
-DELTA_INTERVAL_SECONDS = 0.02
-
-# Database writes that must finish even when the request task is cancelled (the reader left).
-_background_writes: set[asyncio.Task[None]] = set()
-
 ServerEvent = tuple[str, BaseModel]
-
-
-class EmptyAnswer(RuntimeError):
-    """The model finished without writing any answer text."""
-
-
-def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
-    return shorten(text, limit)
-
-
-def passage_citation(index: int, passage: Passage) -> Citation:
-    return Citation(
-        index=index,
-        document_id=passage.document_id,
-        chunk_id=passage.chunk_id,
-        title=passage.title,
-        url=passage.url,
-        heading_path=list(passage.heading_path),
-        snippet=snippet(passage.text),
-        score=round(passage.score, 6),
-    )
-
-
-def selection_citation(selected_text: str, page_url: str | None) -> Citation:
-    return Citation(index=1, title=SELECTION_TITLE, url=page_url, snippet=snippet(selected_text))
-
-
-def cited(order: list[int], candidates: list[Citation]) -> list[Citation]:
-    """The candidates the answer used, renumbered in order of first use (`order` holds original numbers)."""
-    return [candidates[original - 1].model_copy(update={"index": new}) for new, original in enumerate(order, 1)]
 
 
 def _new_citations(order: list[int], candidates: list[Citation], announced: int) -> list[Citation]:
@@ -97,88 +50,8 @@ def _new_citations(order: list[int], candidates: list[Citation], announced: int)
     return cited(order, candidates)[announced:] if len(order) > announced else []
 
 
-def _lines(text: str) -> Iterator[str]:
-    yield from (match.group(0) for match in re.finditer(r"[^\n]*\n|[^\n]+", text))
-
-
-@dataclass(frozen=True)
-class _End:
-    error: Exception | None = None
-
-
-async def coalesce(pieces: AsyncIterator[str], interval: float) -> AsyncIterator[str]:
-    """`pieces` re-cut: each yield joins everything that arrived since the previous one, and after a yield
-    the next waits `interval` seconds (the first piece is never delayed). An error from `pieces` is raised
-    after the text that came before it; closing this generator stops reading `pieces`."""
-    queue: asyncio.Queue[str | _End] = asyncio.Queue()
-
-    async def pump() -> None:
-        try:
-            async for piece in pieces:
-                queue.put_nowait(piece)
-        except Exception as exc:
-            queue.put_nowait(_End(exc))
-        else:
-            queue.put_nowait(_End())
-
-    reader = asyncio.create_task(pump())
-    try:
-        while True:
-            item = await queue.get()
-            text: list[str] = []
-            while not isinstance(item, _End):
-                text.append(item)
-                if queue.empty():
-                    break
-                item = queue.get_nowait()
-            if text:
-                yield "".join(text)
-            if isinstance(item, _End):
-                if item.error is not None:
-                    raise item.error
-                return
-            await asyncio.sleep(interval)
-    finally:
-        if not reader.done():
-            reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
-
-
 async def _no_passages() -> list[Passage]:
     return []
-
-
-async def _pieces(text: str) -> AsyncIterator[str]:
-    for piece in _lines(text):
-        yield piece
-
-
-@dataclass
-class Turn:
-    """Everything about one question while it is being answered."""
-
-    owner_id: str
-    request: ChatRequest
-    mode: Mode
-    conversation_id: UUID
-    user_message_id: UUID
-    message_id: UUID
-    context: AnswerContext
-    items: list[TResponseInputItem] = field(default_factory=list)
-    started: float = field(default_factory=time.perf_counter)
-    prepared_ms: int | None = None  # question stored and passages found
-    first_delta_ms: int | None = None  # first piece of the answer ready to send
-
-    @property
-    def elapsed_ms(self) -> int:
-        return int((time.perf_counter() - self.started) * 1000)
-
-    def candidates(self) -> list[Citation]:
-        """What `[n]` may refer to: the selection alone, or the passages found so far, numbered from 1."""
-        if self.request.selected_text is not None:
-            return [selection_citation(self.request.selected_text, self.request.page_url)]
-        return [passage_citation(number, passage) for number, passage in enumerate(self.context.passages, 1)]
 
 
 class ChatService:
@@ -195,6 +68,7 @@ class ChatService:
         self.retriever = retriever
         self.llm = llm
         self.settings = settings
+        self._records = TurnRecords(repository, self._model_name)
 
     # ---- starting a turn
 
@@ -256,7 +130,7 @@ class ChatService:
                 exc_info=found,
                 extra={"conversation_id": str(turn.conversation_id)},
             )
-            await self._finish(turn, "", status="error", error_code="search-unavailable")
+            await self._records.finish(turn, "", status="error", error_code="search-unavailable")
             raise ServiceUnavailable(
                 "The book search is unavailable; try again shortly.",
                 headers={"Retry-After": "5"},
@@ -265,37 +139,10 @@ class ChatService:
         context.passages.extend(found)
         turn.prepared_ms = turn.elapsed_ms
         if mode == "retrieval":
-            turn.items = [*self._history_items(stored.history), self._user_item(turn)]
+            turn.items = [*history_items(stored.history), user_item(turn)]
         elif mode == "selection":
-            turn.items = [self._user_item(turn)]
+            turn.items = [user_item(turn)]
         return turn
-
-    def _history_items(self, history: list[HistoryMessage]) -> list[TResponseInputItem]:
-        items: list[TResponseInputItem] = []
-        for message in history:
-            # Old answers' [n] pointed at other passages; without them they cannot be confused with today's.
-            if message.role == "assistant":
-                items.append(input_message("assistant", strip_markers(message.content)[:MAX_HISTORY_MESSAGE_CHARS]))
-            else:
-                items.append(input_message("user", message.content[:MAX_HISTORY_MESSAGE_CHARS]))
-        return items
-
-    def _user_item(self, turn: Turn) -> TResponseInputItem:
-        request = turn.request
-        if request.selected_text is not None:
-            content = selection_input(request.message, request.selected_text, request.page_url)
-        else:
-            content = retrieval_input(
-                request.message,
-                [prompt_passage(number, passage) for number, passage in enumerate(turn.context.passages, 1)],
-            )
-        return input_message("user", content)
-
-    def _extractive_text(self, turn: Turn) -> str:
-        request = turn.request
-        if request.selected_text is not None:
-            return extractive_answer(request.message, [request.selected_text], selection=True)
-        return extractive_answer(request.message, [passage.text for passage in turn.context.passages])
 
     # ---- a whole answer
 
@@ -304,7 +151,7 @@ class ChatService:
         usage = RunUsage()
         try:
             if self.llm is None:
-                text = self._extractive_text(turn)
+                text = extractive_text(turn)
             else:
                 from bookchat.chat.agent import run_answer
 
@@ -313,15 +160,15 @@ class ChatService:
             if not text.strip():
                 raise EmptyAnswer
         except asyncio.CancelledError:
-            await self._finish_detached(turn, "", status="cancelled")
+            await self._records.finish_detached(turn, "", status="cancelled")
             raise
         except Exception as exc:
-            raise await self._fail(turn, exc) from None
+            raise await self._records.fail(turn, exc) from None
         candidates = turn.candidates()
         rewriter = CitationRewriter(len(candidates))
         answer = rewriter.rewrite(text)
         citations = cited(rewriter.order, candidates)
-        await self._finish(turn, answer, status="ok", citations=citations, usage=usage)
+        await self._records.finish(turn, answer, status="ok", citations=citations, usage=usage)
         return ChatResponse(
             conversation_id=turn.conversation_id,
             message_id=turn.message_id,
@@ -362,7 +209,7 @@ class ChatService:
         answer_stream: AnswerStream | None = None
         try:
             if self.llm is None:
-                source = _pieces(self._extractive_text(turn))
+                source = extractive_pieces(turn)
             else:
                 from bookchat.chat.agent import AnswerStream
 
@@ -390,10 +237,10 @@ class ChatService:
         except (asyncio.CancelledError, GeneratorExit):
             if answer_stream is not None:
                 answer_stream.cancel()
-            await self._finish_detached(turn, "".join(emitted), status="cancelled")
+            await self._records.finish_detached(turn, "".join(emitted), status="cancelled")
             raise
         except Exception as exc:
-            error = await self._fail(turn, exc, partial="".join(emitted))
+            error = await self._records.fail(turn, exc, partial="".join(emitted))
             yield (
                 "error",
                 ErrorEvent(
@@ -403,7 +250,7 @@ class ChatService:
             return
         usage = answer_stream.usage if answer_stream is not None else RunUsage()
         citations = cited(rewriter.order, candidates)
-        await self._finish(turn, "".join(emitted), status="ok", citations=citations, usage=usage)
+        await self._records.finish(turn, "".join(emitted), status="ok", citations=citations, usage=usage)
         yield (
             "done",
             DoneEvent(
@@ -416,90 +263,12 @@ class ChatService:
             ),
         )
 
-    # ---- bookkeeping
-
     @property
     def _model_name(self) -> str | None:
         return self.llm.model_name if self.llm is not None else None
 
     def _agent_mode(self, turn: Turn) -> AgentMode:
         return "selection" if turn.mode == "selection" else "retrieval"
-
-    async def _fail(self, turn: Turn, exc: BaseException, partial: str = "") -> BookchatError:
-        error: BookchatError = (
-            BadGateway("The language model returned no answer.", code="llm-empty-answer")
-            if isinstance(exc, EmptyAnswer)
-            else upstream_error(exc)
-        )
-        log.warning(
-            "chat turn failed",
-            extra={
-                "conversation_id": str(turn.conversation_id),
-                "mode": turn.mode,
-                "error_code": error.code,
-                "status": error.status,
-                "cause": type(exc).__name__,
-            },
-        )
-        await self._finish(turn, partial, status="error", error_code=error.code)
-        return error
-
-    async def _finish(
-        self,
-        turn: Turn,
-        content: str,
-        *,
-        status: str,
-        citations: list[Citation] | None = None,
-        usage: RunUsage | None = None,
-        error_code: str | None = None,
-    ) -> None:
-        latency = turn.elapsed_ms
-        await self.repository.finish_message(
-            turn.message_id,
-            content=content,
-            status=status,
-            citations=[citation.model_dump() for citation in citations or []],
-            model=self._model_name,
-            latency_ms=latency,
-            prompt_tokens=usage.prompt_tokens if usage is not None and usage.requests else None,
-            completion_tokens=usage.completion_tokens if usage is not None and usage.requests else None,
-            error_code=error_code,
-        )
-        log.info(
-            "chat turn",
-            extra={
-                "conversation_id": str(turn.conversation_id),
-                "message_id": str(turn.message_id),
-                "mode": turn.mode,
-                "status": status,
-                "latency_ms": latency,
-                "prepare_ms": turn.prepared_ms,
-                "first_delta_ms": turn.first_delta_ms,
-                "passages": len(turn.context.passages),
-                "searches": len(turn.context.searches),
-                "cited": len(citations or []),
-                "question_chars": len(turn.request.message),
-                # The selection is the reader's text: only its size is logged.
-                "selection_chars": len(turn.request.selected_text or ""),
-                "prompt_tokens": usage.prompt_tokens if usage else None,
-                "completion_tokens": usage.completion_tokens if usage else None,
-            },
-        )
-
-    async def _finish_detached(self, turn: Turn, content: str, *, status: str) -> None:
-        """`_finish` in its own task, so a second cancellation of the caller cannot lose the write."""
-        task = asyncio.create_task(self._finish(turn, content, status=status))
-        _background_writes.add(task)
-        task.add_done_callback(_background_writes.discard)
-        # If the caller is cancelled again, the task carries on; the caller re-raises its cancellation anyway.
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(task)
-
-
-def input_message(role: Literal["user", "assistant"], content: str) -> EasyInputMessageParam:
-    """One message of the model's input, as the Agents SDK takes it (a plain dict: no SDK import needed)."""
-    return {"role": role, "content": content}
 
 
 def _token_usage(usage: RunUsage) -> TokenUsage:

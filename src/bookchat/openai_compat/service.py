@@ -12,8 +12,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from bookchat.chat.citations import strip_markers
+from bookchat.chat.inputs import HISTORY_MESSAGES, MAX_HISTORY_MESSAGE_CHARS, input_message
 from bookchat.chat.schemas import ChatRequest, Citation, DeltaEvent, DoneEvent, ErrorEvent, MetaEvent, TokenUsage
-from bookchat.chat.service import HISTORY_MESSAGES, MAX_HISTORY_MESSAGE_CHARS, ChatService, Turn, input_message
+from bookchat.chat.service import ChatService
+from bookchat.chat.turn import Turn
 from bookchat.openai_compat.errors import SERVER_ERROR, OpenAIError
 from bookchat.openai_compat.schemas import (
     ChatCompletion,
