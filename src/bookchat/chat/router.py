@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -11,7 +10,7 @@ from bookchat.auth.dependencies import PrincipalDep
 from bookchat.auth.rate_limits import acquire_stream_slot, rate_limit
 from bookchat.chat.schemas import ChatRequest, ChatResponse
 from bookchat.chat.service import ChatService
-from bookchat.chat.sse import EventStreamResponse, accepts_event_stream, encode_events
+from bookchat.chat.sse import accepts_event_stream, encode_events, stream_in_slot
 from bookchat.conversations.repository import ConversationRepository
 from bookchat.runtime.dependencies import ResourcesDep
 
@@ -91,24 +90,9 @@ async def chat(body: ChatRequest, request: Request, principal: PrincipalDep, ser
         return response
     # A 429 must be sent before the stream starts, so the slot is taken first and released when the stream ends.
     release = await acquire_stream_slot(request, principal)
-    try:
-        turn = await service.start(principal.id, body)
-    except BaseException:
-        await release()
-        raise
-
-    async def events() -> AsyncIterator[bytes]:
-        inner = encode_events(service.stream(turn))
-        try:
-            async for chunk in inner:
-                yield chunk
-        finally:
-            try:
-                await inner.aclose()  # runs the turn's clean-up (a cancelled answer is stored) before the release
-            finally:
-                await release()
-
-    return EventStreamResponse(events())
+    return await stream_in_slot(
+        release, service.start(principal.id, body), lambda turn: encode_events(service.stream(turn))
+    )
 
 
 __all__ = ["ChatServiceDep", "get_chat_service", "router"]

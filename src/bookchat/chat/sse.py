@@ -1,17 +1,20 @@
-"""Server-Sent Events: encoding, and a response that stops its producer as soon as the client disconnects."""
+"""Server-Sent Events: encoding, and a response that stops its producer when the client goes, then frees its slot."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from typing import TypeVar
 
 from pydantic import BaseModel
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 EVENT_STREAM = "text/event-stream"
 # no-cache: proxies must not hold the stream; X-Accel-Buffering: nginx must not buffer it.
@@ -82,3 +85,31 @@ class EventStreamResponse(Response):
                     await aclose()
         if not producer.cancelled() and (error := producer.exception()) is not None and not isinstance(error, OSError):
             raise error
+
+
+async def stream_in_slot(
+    release: Callable[[], Awaitable[None]],
+    start: Awaitable[T],
+    events: Callable[[T], AsyncGenerator[bytes, None]],
+    headers: Mapping[str, str] | None = None,
+) -> EventStreamResponse:
+    """The response of a stream that holds a stream slot (taken before, so a 429 could still be sent):
+    `release` gives it back if `start` fails, else once the `events` of what it started are closed."""
+    try:
+        started = await start
+    except BaseException:
+        await release()
+        raise
+
+    async def body() -> AsyncIterator[bytes]:
+        inner = events(started)
+        try:
+            async for chunk in inner:
+                yield chunk
+        finally:
+            try:
+                await inner.aclose()  # runs the stream's clean-up (a cancelled answer is stored) before the release
+            finally:
+                await release()
+
+    return EventStreamResponse(body(), headers=headers)

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from bookchat.auth.dependencies import Principal, TokenCodecDep, principal_from_token
 from bookchat.auth.rate_limits import acquire_stream_slot, enforce_rate_limit
 from bookchat.chat.router import ChatServiceDep
-from bookchat.chat.sse import EventStreamResponse
+from bookchat.chat.sse import stream_in_slot
 from bookchat.errors import BookchatError
 from bookchat.openai_compat.errors import SERVER_ERROR, OpenAIError, from_bookchat, from_validation
 from bookchat.openai_compat.keys import match_api_key
@@ -145,24 +145,12 @@ async def chat_completions(
         return await service.complete(prepared)
     # A 429 must be sent before the stream starts, so the slot is taken first and released when it ends.
     release = await acquire_stream_slot(request, principal)
-    try:
-        prepared = await service.prepare(principal.id, body)
-    except BaseException:
-        await release()
-        raise
-
-    async def body_bytes() -> Any:
-        inner = service.stream(prepared)
-        try:
-            async for chunk in inner:
-                yield chunk
-        finally:
-            try:
-                await inner.aclose()  # stops the model and stores a cancelled answer before the slot is freed
-            finally:
-                await release()
-
-    return EventStreamResponse(body_bytes(), headers=limits.headers() if limits.limit else None)
+    return await stream_in_slot(
+        release,
+        service.prepare(principal.id, body),
+        service.stream,
+        headers=limits.headers() if limits.limit else None,
+    )
 
 
 @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
