@@ -6,6 +6,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -13,12 +14,24 @@ from starlette.responses import JSONResponse
 
 from bookchat.edge.body_limit import BodyTooLarge
 from bookchat.errors import BookchatError, PayloadTooLarge
+from bookchat.runtime.database import is_database_outage
 from bookchat.runtime.observability import request_id_var
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://bookchat.dev/problems/"
 
 log = logging.getLogger(__name__)
+
+DATABASE_RETRY_AFTER_SECONDS = 5
+# Handled so that an outage is a 503; the handler tells an outage from a bug (`is_database_outage`).
+DATABASE_ERROR_TYPES: tuple[type[Exception], ...] = (
+    ConnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
 
 
 class ProblemResponse(JSONResponse):
@@ -114,6 +127,22 @@ def install_problem_handlers(app: FastAPI) -> None:
             errors=errors,
         )
 
+    async def database_error(request: Request, exc: Exception) -> ProblemResponse:
+        if not is_database_outage(exc):
+            log.error("unhandled error", exc_info=exc)
+            return internal_error_response()
+        # Once per failing request, without a traceback: an outage is an operator's matter, not a bug.
+        log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+        return problem(
+            503,
+            "the database is unavailable; try again in a few seconds",
+            code="database-unavailable",
+            instance=request.url.path,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
+
+    for error_type in DATABASE_ERROR_TYPES:
+        app.add_exception_handler(error_type, database_error)
     app.add_exception_handler(BookchatError, bookchat_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)

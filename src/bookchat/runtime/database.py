@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 import warnings
 from dataclasses import dataclass
@@ -28,6 +29,30 @@ MIGRATION_LOCK_KEY = lock_key("bookchat:migrations")
 # Type names other modules use for the pool and for a connection (pooled or not).
 Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+
+# What asyncpg raises when PostgreSQL is down, restarting, or dropped the connection (including "the database
+# system is shutting down" and "terminating connection due to administrator command").
+_OUTAGES = (
+    ConnectionError,
+    socket.gaierror,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+def is_database_outage(error: BaseException) -> bool:
+    """True when `error` means PostgreSQL cannot be used right now (a 503 that resolves itself), not a bug."""
+    if isinstance(error, _OUTAGES):
+        return True
+    if isinstance(error, asyncpg.InterfaceError):
+        return "connection is closed" in str(error)
+    # asyncpg's pool, resetting a connection the server just dropped, trips over its own state machine; the
+    # drop itself is what it was handling.
+    return isinstance(error, asyncpg.exceptions.InternalClientError) and (
+        error.__context__ is not None and is_database_outage(error.__context__)
+    )
 
 
 class DatabaseError(RuntimeError):

@@ -1,0 +1,1 @@
+"""Fault tests: the service while PostgreSQL, Redis, PgBouncer, the model or an ingestion fail under it."""
