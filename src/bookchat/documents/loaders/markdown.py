@@ -1,169 +1,20 @@
-"""Loaders: turn Markdown, MDX, HTML, plain-text and PDF bytes into clean, Markdown-like text and metadata."""
+"""The Markdown and MDX loader: YAML front matter split off, ESM lines, JSX/HTML tags and comments stripped."""
 
 from __future__ import annotations
 
-import io
 import logging
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from bs4 import BeautifulSoup
-from bs4.element import NavigableString, Tag
 
+from bookchat.documents.loaders.decoding import decode_text
+from bookchat.documents.loaders.document import LoadedDocument, Page, front_matter_str
+from bookchat.documents.loaders.naming import title_from_path
 from bookchat.documents.markdown import fence_closes, heading_text, open_fence
 
-log = logging.getLogger(__name__)
-
-DocumentFormat = Literal["markdown", "mdx", "html", "text", "pdf"]
-
-SUFFIX_FORMATS: Mapping[str, DocumentFormat] = {
-    ".md": "markdown",
-    ".markdown": "markdown",
-    ".mdx": "mdx",
-    ".html": "html",
-    ".htm": "html",
-    ".txt": "text",
-    ".text": "text",
-    ".pdf": "pdf",
-}
-CONTENT_TYPE_FORMATS: Mapping[str, DocumentFormat] = {
-    "text/markdown": "markdown",
-    "text/x-markdown": "markdown",
-    "text/mdx": "mdx",
-    "text/html": "html",
-    "application/xhtml+xml": "html",
-    "text/plain": "text",
-    "application/pdf": "pdf",
-}
-MAX_TITLE_CHARS = 500  # the documents.title column's limit
-# Formats whose text carries Markdown headings (plain text and PDF pages are prose only).
-STRUCTURED_FORMATS: frozenset[DocumentFormat] = frozenset({"markdown", "mdx", "html"})
-
-
-class UnsupportedDocument(ValueError):
-    """A file the loaders cannot read: `reason` is "unsupported-type", "binary" or "invalid"."""
-
-    def __init__(self, message: str, *, reason: Literal["unsupported-type", "binary", "invalid"]) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class Page:
-    """A stretch of a document's text; `number` is the 1-based PDF page, None for other formats."""
-
-    text: str
-    number: int | None = None
-
-
-@dataclass(frozen=True)
-class LoadedDocument:
-    """One source file, cleaned: Markdown-like `pages` text plus the metadata citations need.
-
-    `source_path` identifies the document in the collection; `doc_path` is the path inside the docs
-    root that Docusaurus sees (it decides the page URL); both are POSIX and relative.
-    """
-
-    source_path: str
-    format: DocumentFormat
-    title: str
-    pages: tuple[Page, ...]
-    front_matter: Mapping[str, Any] = field(default_factory=dict)
-    doc_path: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.doc_path:
-            object.__setattr__(self, "doc_path", self.source_path)
-
-    @property
-    def structured(self) -> bool:
-        """Whether the text has Markdown headings worth following."""
-        return self.format in STRUCTURED_FORMATS
-
-    @property
-    def text(self) -> str:
-        return "\n\n".join(page.text for page in self.pages)
-
-    @property
-    def slug(self) -> str | None:
-        return _front_matter_str(self.front_matter, "slug")
-
-    @property
-    def sidebar_label(self) -> str | None:
-        return _front_matter_str(self.front_matter, "sidebar_label")
-
-    @property
-    def description(self) -> str | None:
-        return _front_matter_str(self.front_matter, "description")
-
-
-def _front_matter_str(front_matter: Mapping[str, Any], key: str) -> str | None:
-    value = front_matter.get(key)
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, str | int | float):
-        text = str(value).strip()
-        return text or None
-    return None
-
-
-def detect_format(path: str, content_type: str | None = None) -> DocumentFormat | None:
-    """The format of a file from its name, else from a MIME type; None when bookchat cannot read it."""
-    fmt = SUFFIX_FORMATS.get(PurePosixPath(path).suffix.lower())
-    if fmt is None and content_type:
-        fmt = CONTENT_TYPE_FORMATS.get(content_type.split(";", 1)[0].strip().lower())
-    return fmt
-
-
-def humanize(stem: str) -> str:
-    """A readable title from a file name: `01-getting_started` → `Getting started`."""
-    words = re.sub(r"[-_]+", " ", strip_number_prefix(stem)).strip()
-    return words[:1].upper() + words[1:] if words else stem
-
-
-# --- Docusaurus number prefixes (`01-intro.md` is the doc `intro`), as its DefaultNumberPrefixParser ----------
-
-_IGNORED_PREFIX = re.compile(r"^((\d{2}|\d{4})[-_.]\d{2}([-_.](\d{2}|\d{4}))?)(.*)$|^(\d+[-_.]\d+)(.*)$")
-_NUMBER_PREFIX = re.compile(r"^(?P<number>\d+)(?P<sep>\s*[-_.]+\s*)(?P<suffix>.*)$")
-
-
-def strip_number_prefix(name: str) -> str:
-    """`01-intro` → `intro`; date-like (`2021-01-31-x`) and version-like (`8.0-x`) names stay as they are."""
-    if _IGNORED_PREFIX.match(name):
-        return name
-    match = _NUMBER_PREFIX.match(name)
-    return match.group("suffix") if match else name
-
-
-# --- text decoding --------------------------------------------------------------------------------------
-
-
-def decode_text(data: bytes, source_path: str) -> str:
-    """Bytes to text: UTF-8 (with or without BOM), UTF-16 with BOM, else Windows-1252. NUL bytes mean binary."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return data.decode("utf-16").replace("\r\n", "\n").replace("\r", "\n")
-        except UnicodeDecodeError as exc:
-            raise UnsupportedDocument(f"{source_path}: not valid UTF-16", reason="binary") from exc
-    if b"\x00" in data[:8192]:
-        raise UnsupportedDocument(f"{source_path}: binary content, not text", reason="binary")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # Legacy files: cp1252 maps almost every byte; latin-1 maps the rest.
-        try:
-            text = data.decode("cp1252")
-        except UnicodeDecodeError:
-            text = data.decode("latin-1")
-        log.warning("not UTF-8, read as Windows-1252", extra={"source_path": source_path})
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-# --- Markdown and MDX -------------------------------------------------------------------------------------
+# The package's logger, as before the loaders were split up, so the `logger` field of its log lines stays put.
+log = logging.getLogger("bookchat.documents.loaders")
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?---[ \t]*(?:\n|\Z)", re.DOTALL)
 # ESM only (`import X from`, `import {`, `import * as`, `import 'x.css'`), not prose like "import the data".
@@ -383,9 +234,6 @@ def _tag_end(text: str, start: int) -> int:
     return -1
 
 
-_ATX = re.compile(r"^ {0,3}#{1,6}(?:[ \t]+|$)")
-
-
 def _first_h1(markdown: str) -> str | None:
     """The text of the first `# ` heading outside code, for documents without a front-matter title."""
     fence: str | None = None
@@ -409,10 +257,10 @@ def load_markdown(source_path: str, data: bytes, *, mdx: bool) -> LoadedDocument
     # Docusaurus compiles .md as MDX too, so the same cleaning applies to both.
     markdown = clean_mdx(body).strip("\n")
     title = (
-        _front_matter_str(front_matter, "title")
+        front_matter_str(front_matter, "title")
         or _first_h1(markdown)
-        or _front_matter_str(front_matter, "sidebar_label")
-        or humanize(PurePosixPath(source_path).stem)
+        or front_matter_str(front_matter, "sidebar_label")
+        or title_from_path(source_path)
     )
     return LoadedDocument(
         source_path=source_path,
@@ -421,208 +269,3 @@ def load_markdown(source_path: str, data: bytes, *, mdx: bool) -> LoadedDocument
         pages=(Page(markdown),),
         front_matter=front_matter,
     )
-
-
-# --- HTML -----------------------------------------------------------------------------------------------
-
-_DROP_TAGS = ("script", "style", "noscript", "template", "svg", "iframe", "canvas", "object", "button", "form")
-_CHROME_TAGS = ("nav", "footer", "aside", "header")
-_BLOCK_TAGS = frozenset(
-    {
-        "p", "div", "section", "article", "main", "blockquote", "ul", "ol", "dl", "dt", "dd", "figure",
-        "figcaption", "details", "summary", "address", "hr", "body", "html",
-    }
-)  # fmt: skip
-
-
-def load_html(source_path: str, data: bytes) -> LoadedDocument:
-    soup = BeautifulSoup(data, "html.parser")
-    title_tag = soup.find("title")
-    page_title = title_tag.get_text(" ", strip=True) if title_tag is not None else ""
-    for tag in soup.find_all(_DROP_TAGS):
-        tag.decompose()
-    root: Tag = soup.find("main") or soup.find("article") or soup.find("body") or soup
-    if root.name in ("body", "[document]"):
-        # Without <main>/<article>, site chrome (menus, footers) would be indexed as content.
-        for tag in root.find_all(_CHROME_TAGS):
-            tag.decompose()
-    blocks: list[str] = []
-    _render_html(root, blocks)
-    markdown = "\n\n".join(block for block in blocks if block.strip())
-    h1 = root.find("h1")
-    title = (
-        page_title
-        or (h1.get_text(" ", strip=True) if h1 is not None else "")
-        or humanize(PurePosixPath(source_path).stem)
-    )
-    return LoadedDocument(source_path=source_path, format="html", title=title, pages=(Page(markdown),))
-
-
-def _inline_text(node: Tag | NavigableString) -> str:
-    if isinstance(node, NavigableString):
-        return str(node)
-    parts: list[str] = []
-    for child in node.children:
-        if isinstance(child, Tag) and child.name == "br":
-            parts.append("\n")
-        elif isinstance(child, Tag) and child.name == "code":
-            parts.append(f"`{child.get_text()}`")
-        elif isinstance(child, Tag | NavigableString):
-            parts.append(_inline_text(child))
-    return "".join(parts)
-
-
-def _squash(text: str) -> str:
-    return "\n".join(re.sub(r"[ \t\r\f\v]+", " ", line).strip() for line in text.split("\n")).strip()
-
-
-def _render_html(node: Tag, blocks: list[str]) -> None:
-    """Depth-first walk that appends Markdown-like blocks: headings, code, tables, list items, paragraphs."""
-    inline: list[str] = []
-
-    def flush() -> None:
-        text = _squash("".join(inline))
-        if text:
-            blocks.append(text)
-        inline.clear()
-
-    for child in node.children:
-        if isinstance(child, NavigableString):
-            if type(child) is NavigableString:  # not a Comment, CData or Doctype
-                inline.append(str(child))
-            continue
-        if not isinstance(child, Tag):
-            continue
-        name = child.name
-        if re.fullmatch(r"h[1-6]", name):
-            flush()
-            text = _squash(child.get_text(" ")).replace("\n", " ")
-            if text:
-                anchor = child.get("id")
-                suffix = f" {{#{anchor}}}" if isinstance(anchor, str) and re.fullmatch(r"[\w-]+", anchor) else ""
-                blocks.append(f"{'#' * int(name[1])} {text}{suffix}")
-        elif name == "pre":
-            flush()
-            code = child.get_text().strip("\n")
-            classes: Any = child.get("class") or (child.code.get("class") if child.code else None) or []
-            language = next(
-                (c.removeprefix("language-") for c in classes if isinstance(c, str) and c.startswith("language-")),
-                "",
-            )
-            if code.strip():
-                blocks.append(f"```{language}\n{code}\n```")
-        elif name == "table":
-            flush()
-            table = _html_table(child)
-            if table:
-                blocks.append(table)
-        elif name == "li":
-            flush()
-            text = _squash(_inline_text(child))
-            if text:
-                blocks.append("- " + text.replace("\n", " "))
-        elif name in _BLOCK_TAGS or child.find(["p", "div", "pre", "table", "li", "h1", "h2", "h3", "h4"]):
-            flush()
-            _render_html(child, blocks)
-        elif name == "br":
-            inline.append("\n")
-        elif name == "code":
-            inline.append(f"`{child.get_text()}`")
-        else:
-            inline.append(_inline_text(child))
-    flush()
-
-
-def _html_table(table: Tag) -> str:
-    rows: list[list[str]] = []
-    for tr in table.find_all("tr"):
-        cells = [
-            _squash(cell.get_text(" ")).replace("|", "\\|").replace("\n", " ") for cell in tr.find_all(["th", "td"])
-        ]
-        if any(cells):
-            rows.append(cells)
-    if not rows:
-        return ""
-    width = max(len(row) for row in rows)
-    rows = [row + [""] * (width - len(row)) for row in rows]
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * width]
-    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
-    return "\n".join(lines)
-
-
-# --- plain text and PDF --------------------------------------------------------------------------------------
-
-
-def load_text(source_path: str, data: bytes) -> LoadedDocument:
-    text = decode_text(data, source_path).strip("\n")
-    return LoadedDocument(
-        source_path=source_path, format="text", title=humanize(PurePosixPath(source_path).stem), pages=(Page(text),)
-    )
-
-
-def load_pdf(source_path: str, data: bytes) -> LoadedDocument:
-    # Imported here so that only PDF ingestion pays for pypdf.
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise UnsupportedDocument(f"{source_path}: the PDF is password-protected", reason="invalid")
-        pages = []
-        for number, page in enumerate(reader.pages, start=1):
-            text = _tidy_pdf_text(page.extract_text() or "")
-            if text:
-                pages.append(Page(text, number))
-        metadata_title = (reader.metadata.title if reader.metadata else None) or ""
-    except UnsupportedDocument:
-        raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise UnsupportedDocument(f"{source_path}: not a readable PDF ({exc})", reason="invalid") from exc
-    if not pages:
-        log.warning("PDF has no extractable text (scanned?)", extra={"source_path": source_path})
-    title = str(metadata_title).strip() or humanize(PurePosixPath(source_path).stem)
-    return LoadedDocument(source_path=source_path, format="pdf", title=title, pages=tuple(pages))
-
-
-def _tidy_pdf_text(text: str) -> str:
-    # Join words hyphenated across line ends; keep the line structure otherwise.
-    text = re.sub(r"(\w)-\n(\w)", r"\1\2", text)
-    return "\n".join(line.rstrip() for line in text.split("\n")).strip()
-
-
-# --- entry point --------------------------------------------------------------------------------------------
-
-
-def load_document(
-    source_path: str,
-    data: bytes,
-    *,
-    fmt: DocumentFormat | None = None,
-    content_type: str | None = None,
-    doc_path: str | None = None,
-) -> LoadedDocument:
-    """Load one document from its bytes; raise `UnsupportedDocument` for unknown types, binary or broken files.
-
-    `fmt` overrides detection by file name (then MIME type). `doc_path` is the path Docusaurus sees, for URLs.
-    """
-    fmt = fmt or detect_format(source_path, content_type)
-    if fmt is None:
-        raise UnsupportedDocument(f"{source_path}: unsupported file type", reason="unsupported-type")
-    if fmt == "pdf":
-        if not data.startswith(b"%PDF"):
-            raise UnsupportedDocument(f"{source_path}: not a PDF file", reason="invalid")
-        document = load_pdf(source_path, data)
-    elif fmt == "html":
-        if b"\x00" in data[:8192]:
-            raise UnsupportedDocument(f"{source_path}: binary content, not HTML", reason="binary")
-        document = load_html(source_path, data)
-    elif fmt == "text":
-        document = load_text(source_path, data)
-    else:
-        document = load_markdown(source_path, data, mdx=fmt == "mdx")
-    if doc_path:
-        document = replace(document, doc_path=doc_path)
-    if len(document.title) > MAX_TITLE_CHARS:
-        document = replace(document, title=document.title[: MAX_TITLE_CHARS - 1] + "…")
-    return document
