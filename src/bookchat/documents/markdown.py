@@ -1,9 +1,10 @@
-"""Markdown helpers shared by the loaders and the chunker: code fences, inline text and heading ids."""
+"""Markdown helpers shared by the loaders, the chunker and the pages: code fences, inline text, heading ids, slugs."""
 
 from __future__ import annotations
 
 import html
 import re
+import unicodedata
 
 FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 
@@ -65,3 +66,35 @@ def heading_text(raw: str) -> tuple[str, str | None]:
     if match is not None:
         return markdown_inline_text(match.group("text")), match.group("id")
     return markdown_inline_text(raw), None
+
+
+# --- heading anchors, as Docusaurus makes them (github-slugger) ---------------------------------------------
+
+
+def _keep_in_slug(char: str) -> bool:
+    if char in " -":
+        return True
+    category = unicodedata.category(char)
+    # github-slugger removes punctuation (but `_`), symbols, separators and controls; letters, marks,
+    # decimal and letter numbers stay. Circled letters are symbols that Unicode also calls alphabetic.
+    return category[0] in "LM" or category in ("Nd", "Nl", "Pc") or "\u24b6" <= char <= "\u24e9"
+
+
+def github_slug(text: str) -> str:
+    """github-slugger's `slug()`: lower-case, drop punctuation and symbols, each space becomes `-`."""
+    return "".join(char for char in text.lower() if _keep_in_slug(char)).replace(" ", "-")
+
+
+class Slugger:
+    """github-slugger's stateful `Slugger`: repeated slugs on one page get `-1`, `-2`, ... suffixes."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}
+
+    def slug(self, text: str) -> str:
+        slug = original = github_slug(text)
+        while slug in self._seen:
+            self._seen[original] += 1
+            slug = f"{original}-{self._seen[original]}"
+        self._seen[slug] = 0
+        return slug
