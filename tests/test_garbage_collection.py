@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from bookchat import garbage_collection
+from bookchat.runtime import garbage_collection
 from bookchat.config import Settings
 from bookchat.main import create_app
 from bookchat.runtime.garbage_collection import YOUNG_GENERATION_THRESHOLD, serving_garbage_collection
