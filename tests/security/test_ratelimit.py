@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as redis_asyncio
 from fastapi import Depends, FastAPI
 from starlette.requests import Request
 
@@ -17,6 +19,7 @@ from bookchat.auth.tokens import TokenCodec
 from bookchat.config import Settings
 from bookchat.edge.problems import install_problem_handlers
 from bookchat.errors import TooManyRequests
+from bookchat.runtime import rate_limiter
 from bookchat.runtime.rate_limiter import RateLimitConfigError, RateLimiter
 from tests.security.conftest import REDIS_URL
 
@@ -180,3 +183,93 @@ async def test_stream_slot_helpers_use_the_app_limiter(tmp_path: Path) -> None:
         done.set()
         assert (await holder).status_code == 200
         assert (await client.get("/api/try")).status_code == 200
+
+
+def stream_settings(tmp_path: Path, redis_prefix: str) -> Settings:
+    return make_settings(tmp_path, max_concurrent_streams=1, redis_url=REDIS_URL, rate_limit_prefix=redis_prefix)
+
+
+def lease_tasks() -> list[asyncio.Task[object]]:
+    return [task for task in asyncio.all_tasks() if task.get_name().startswith("bookchat-stream-lease")]
+
+
+async def test_a_crashed_replicas_stream_slot_is_free_once_its_lease_lapses(
+    tmp_path: Path, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rate_limiter, "STREAM_LEASE_SECONDS", 1)
+    settings = stream_settings(tmp_path, redis_prefix)
+    crashed, survivor = RateLimiter(settings), RateLimiter(settings)
+    try:
+        await crashed.acquire_stream("user:a")  # its release() is never called
+        await crashed.close()  # the process is gone: nothing renews its lease any more
+        with pytest.raises(TooManyRequests):
+            await survivor.acquire_stream("user:a")
+        await asyncio.sleep(1.5)
+        release = await survivor.acquire_stream("user:a")
+        await release()
+    finally:
+        await crashed.close()
+        await survivor.close()
+
+
+async def test_a_live_stream_keeps_its_slot_longer_than_the_lease(
+    tmp_path: Path, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rate_limiter, "STREAM_LEASE_SECONDS", 1)
+    settings = stream_settings(tmp_path, redis_prefix)
+    live, other = RateLimiter(settings), RateLimiter(settings)
+    try:
+        release = await live.acquire_stream("user:a")
+        for _ in range(3):  # three leases long
+            await asyncio.sleep(1.0)
+            with pytest.raises(TooManyRequests):
+                await other.acquire_stream("user:a")
+        await release()
+        assert lease_tasks() == [], "release() stops the heartbeat"
+        # ... and frees the slot at once, not when the lease lapses.
+        second = await other.acquire_stream("user:a")
+        await second()
+    finally:
+        await live.close()
+        await other.close()
+
+
+async def test_a_lost_lease_is_logged_once_and_not_renewed(
+    tmp_path: Path, redis_prefix: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(rate_limiter, "STREAM_LEASE_SECONDS", 1)
+    settings = stream_settings(tmp_path, redis_prefix)
+    limiter = RateLimiter(settings)
+    connection = redis_asyncio.from_url(REDIS_URL)
+    try:
+        release = await limiter.acquire_stream("user:a")
+        await connection.delete(f"{redis_prefix}:streams:user:a")  # swept, say, after a long pause
+        with caplog.at_level(logging.WARNING, logger="bookchat.runtime.rate_limiter"):
+            await asyncio.sleep(1.2)
+        assert [record.getMessage() for record in caplog.records if "lease" in record.getMessage()] == [
+            "stream slot lease lost (Redis no longer holds it); not renewed"
+        ]
+        assert lease_tasks() == []
+        assert await connection.exists(f"{redis_prefix}:streams:user:a") == 0, "a lost slot is not re-added"
+        await release()
+    finally:
+        await limiter.close()
+        await connection.aclose()
+
+
+async def test_a_slot_never_released_stops_being_renewed_after_the_longest_stream(
+    tmp_path: Path, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rate_limiter, "STREAM_LEASE_SECONDS", 1)
+    monkeypatch.setattr(rate_limiter, "STREAM_MAX_SECONDS", 1)
+    settings = stream_settings(tmp_path, redis_prefix)
+    leaky, other = RateLimiter(settings), RateLimiter(settings)
+    try:
+        await leaky.acquire_stream("user:a")  # a bug: release() is forgotten while the process lives on
+        await asyncio.sleep(2.2)
+        assert lease_tasks() == []
+        release = await other.acquire_stream("user:a")
+        await release()
+    finally:
+        await leaky.close()
+        await other.close()

@@ -5,6 +5,8 @@ A library: it knows no principal and no request; `auth.rate_limits` maps a calle
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -24,14 +26,34 @@ from bookchat.errors import TooManyRequests
 log = logging.getLogger(__name__)
 
 Rule = Literal["auth", "login_pair", "login_account", "chat", "search", "ip"]
-STREAM_LEASE_SECONDS = 900
 
-# Atomic across replicas: drop leases of crashed processes, then take a slot if one is free.
+# A stream slot in Redis is a lease: a heartbeat renews it every third of this while the stream lives, so a
+# replica that dies without releasing its slots holds them for at most this long.
+STREAM_LEASE_SECONDS = 30
+# A backstop against a slot whose release() is never called (a bug): its heartbeat stops after this long.
+STREAM_MAX_SECONDS = 900
+
+# Both scripts read Redis's clock, not the replica's: leases are short, and replicas' clocks may disagree.
+# Scores are the leases' expiry times; KEYS[1] the principal's slots; ARGV: lease (ms), max slots, slot id.
 _ACQUIRE_STREAM = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+# Renew one slot's lease, only if Redis still holds it (XX): a slot already swept is not brought back, which
+# could put the principal over the cap. ARGV: lease (ms), slot id. 0 when the slot is gone.
+_RENEW_STREAM = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expires = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if not expires or tonumber(expires) <= now then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
@@ -104,11 +126,10 @@ class RateLimiter:
         self.strategy = MovingWindowRateLimiter(storage)
         self._streams: dict[str, int] = {}
         self._redis: Any = None
+        # Read here, not at import, so a test can shorten it.
+        self.stream_lease = float(STREAM_LEASE_SECONDS)
+        self._heartbeats: set[asyncio.Task[None]] = set()
         self._last_storage_warning = 0.0
-
-    @property
-    def shared(self) -> bool:
-        return self._redis_url is not None
 
     async def hit(self, rule: Rule, *identifiers: str) -> LimitState:
         """Count one request; raise TooManyRequests (with Retry-After and RateLimit-*) when over a limit."""
@@ -230,7 +251,9 @@ class RateLimiter:
         """Take a stream slot now (429 when none is free); call the returned `release()` when the stream ends.
 
         For StreamingResponse: acquire before returning the response (a 429 cannot be sent once streaming),
-        release in the generator's `finally`.
+        release in the generator's `finally`. With Redis the slot is a lease of STREAM_LEASE_SECONDS that a
+        heartbeat task renews while the stream lives; `release()` stops the heartbeat and removes the slot, and
+        the slots of a replica that died lapse within one lease.
         """
         if not self.enabled:
             return _no_release
@@ -267,15 +290,18 @@ class RateLimiter:
             self._redis = redis_asyncio.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         key = f"{self.prefix}:streams:{identifier}"
         slot = uuid.uuid4().hex
-        now = time.time()
-        acquired = await self._redis.eval(
-            _ACQUIRE_STREAM, 1, key, now, now + STREAM_LEASE_SECONDS, self.max_streams, slot, STREAM_LEASE_SECONDS
-        )
-        if not acquired:
+        lease_ms = max(1, math.ceil(self.stream_lease * 1000))
+        if not await self._redis.eval(_ACQUIRE_STREAM, 1, key, lease_ms, self.max_streams, slot):
             raise refusal
         client = self._redis
+        heartbeat = asyncio.create_task(self._renew_lease(client, key, slot), name=f"bookchat-stream-lease-{slot}")
+        self._heartbeats.add(heartbeat)
+        heartbeat.add_done_callback(self._heartbeats.discard)
 
         async def release() -> None:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
             try:
                 await client.zrem(key, slot)
             except Exception as exc:  # the lease expires by itself
@@ -283,7 +309,40 @@ class RateLimiter:
 
         return release
 
+    async def _renew_lease(self, client: Any, key: str, slot: str) -> None:
+        """The heartbeat of one stream slot: renew its lease every third of a lease until cancelled.
+
+        A renewal that fails is tried again at the next beat while the lease may still hold; once Redis no
+        longer holds the slot (or could not be reached for a whole lease) the heartbeat logs it once and
+        ends, and the slot is simply gone: the stream goes on, uncounted. After STREAM_MAX_SECONDS it ends
+        too, so a slot whose release() is never called (a bug) cannot be held for the life of the process.
+        """
+        lease_ms = max(1, math.ceil(self.stream_lease * 1000))
+        interval = self.stream_lease / 3
+        started = renewed = time.monotonic()
+        while True:
+            await asyncio.sleep(interval)
+            if time.monotonic() - started >= STREAM_MAX_SECONDS:
+                log.warning("stream slot held for %d s: its lease is no longer renewed", STREAM_MAX_SECONDS)
+                return
+            try:
+                held = await client.eval(_RENEW_STREAM, 1, key, lease_ms, slot)
+            except Exception as exc:
+                if time.monotonic() - renewed + interval < self.stream_lease:
+                    continue
+                log.warning("stream slot lease not renewed (%s); it lapses", type(exc).__name__)
+                return
+            if not held:
+                log.warning("stream slot lease lost (Redis no longer holds it); not renewed")
+                return
+            renewed = time.monotonic()
+
     async def close(self) -> None:
+        """Stop renewing the leases of streams still open (they lapse within a lease) and close Redis."""
+        for heartbeat in list(self._heartbeats):
+            heartbeat.cancel()
+        if self._heartbeats:
+            await asyncio.gather(*self._heartbeats, return_exceptions=True)
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
