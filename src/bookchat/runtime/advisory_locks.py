@@ -32,6 +32,28 @@ class LockTimeout(RuntimeError):
     """The lock was still held by someone else when the wait ran out; the message says what holds it."""
 
 
+class _Patience:
+    """How long a waiter has waited: says so every NOTICE_SECONDS, raises LockTimeout when the time is up."""
+
+    def __init__(self, what: str, wait_seconds: float | None, on_wait: Callable[[float], None] | None) -> None:
+        self.what = what
+        self.wait_seconds = wait_seconds
+        self.on_wait = on_wait
+        self.started = self.next_notice = time.monotonic()
+
+    async def wait(self) -> None:
+        waited = time.monotonic() - self.started
+        if self.wait_seconds is not None and waited >= self.wait_seconds:
+            raise LockTimeout(f"{self.what} is held by another process; gave up after {waited:.0f} s")
+        if time.monotonic() >= self.next_notice:
+            if self.on_wait is not None:
+                self.on_wait(waited)
+            else:
+                log.info(f"waiting for {self.what} ({waited:.0f} s so far)")
+            self.next_notice += NOTICE_SECONDS
+        await asyncio.sleep(POLL_SECONDS)
+
+
 def lock_key(name: str) -> int:
     """A 64-bit advisory-lock key from a name (SHA-256), so two purposes never share a lock by accident."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
@@ -52,19 +74,9 @@ async def wait_for_xact_lock(
     """
     if not conn.is_in_transaction():
         raise RuntimeError("a transaction-scoped advisory lock needs an open transaction")
-    started = time.monotonic()
-    next_notice = started
+    patience = _Patience(what, wait_seconds, on_wait)
     while not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", key):
-        waited = time.monotonic() - started
-        if wait_seconds is not None and waited >= wait_seconds:
-            raise LockTimeout(f"{what} is held by another process; gave up after {waited:.0f} s")
-        if time.monotonic() >= next_notice:
-            if on_wait is not None:
-                on_wait(waited)
-            else:
-                log.info(f"waiting for {what} ({waited:.0f} s so far)")
-            next_notice += NOTICE_SECONDS
-        await asyncio.sleep(POLL_SECONDS)
+        await patience.wait()
 
 
 @asynccontextmanager
@@ -79,15 +91,22 @@ async def holding_lock(
     """Hold `key` for the duration of the block, on a connection of its own that only holds the lock.
 
     The work inside uses other connections and commits as it goes (so what it wrote survives a crash); the
-    lock's transaction writes nothing and is rolled back at the end, which releases the lock.
+    lock's transaction writes nothing and is rolled back at the end, which releases the lock. While the lock is
+    busy a waiter holds no connection between tries: waiters must not starve the pool that the holder's work
+    needs (six uploads on a pool of five would otherwise wait on each other until they all time out).
     """
-    async with pool.acquire() as conn:
-        transaction = conn.transaction()
-        await transaction.start()
-        try:
-            await wait_for_xact_lock(conn, key, what=what, wait_seconds=wait_seconds, on_wait=on_wait)
-            yield
-        finally:
-            # A broken connection has lost the lock already; the pool discards it on release.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(transaction.rollback())
+    patience = _Patience(what, wait_seconds, on_wait)
+    while True:
+        async with pool.acquire() as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                taken = await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", key)
+                if taken:
+                    yield
+                    return
+            finally:
+                # A broken connection has lost the lock already; the pool discards it on release.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(transaction.rollback())
+        await patience.wait()
