@@ -107,6 +107,9 @@ def make_settings(
         values: dict[str, Any] = {
             "data_dir": data_dir,
             "database_url": database_url,
+            # Every app keeps its own Qdrant folder, so each gets a collection of its own in the shared database
+            # (the database records which vector store holds a collection, and refuses a second one).
+            "collection": f"test_{data_dir.name.replace('-', '_')}",
             "llm_provider": "none",
             "admin_token": ADMIN_TOKEN,
             "jwt_secret": JWT_SECRET,

@@ -17,6 +17,7 @@ from bookchat.documents.preparation import DocumentInput, DocumentPreparer, Prep
 from bookchat.documents.repository import DocumentRow
 from bookchat.retrieval.search import HybridRetriever, Passage, passage_from_payload
 from bookchat.retrieval.store import VectorStore
+from bookchat.runtime.index_registry import record_index
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class IndexRebuild:
         except BaseException:
             await asyncio.shield(self._abandon(target.store, new_rows))
             raise
+        # This store holds the index now (`--reindex` is how a replica's own store is adopted).
+        await record_index(self.conn, store)
         await repo.finish_writes(self.conn, self.collection, [item.write(model) for item in prepared])
         await repo.mark_clean(self.conn, self.collection, [UUID(item.document_id) for item in prepared])
         for item in prepared:

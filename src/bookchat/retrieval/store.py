@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 DENSE_VECTOR = "dense"
 SPARSE_VECTOR = "bm25"
+# The collection's metadata key naming this build of the index (recorded in PostgreSQL, see `index_id`).
+INDEX_ID = "index_id"
 
 T = TypeVar("T")
 
@@ -50,10 +52,14 @@ class VectorStore:
     """One Qdrant collection: named dense vector `dense` (unit vectors, dot product = cosine) and sparse vector
     `bm25` (IDF modifier)."""
 
-    def __init__(self, client: AsyncQdrantClient, collection: str, *, is_local: bool) -> None:
+    def __init__(
+        self, client: AsyncQdrantClient, collection: str, *, is_local: bool, location: str | None = None
+    ) -> None:
         self.client = client
         self.collection = collection
         self.is_local = is_local
+        # Where the index lives, for people: a server URL, or a folder and the host it is on.
+        self.location = location or ("a local Qdrant folder" if is_local else "a Qdrant server")
         # Local mode computes inside its coroutines: they go to a worker thread, never the event loop.
         self._runner = LocalRunner() if is_local else None
         if is_local:
@@ -96,7 +102,7 @@ class VectorStore:
             await self._check_model(model_id, dim, sparse_id, name=target)
             return False
         target = target or self.collection
-        metadata: dict[str, Any] = {"embedding_model": model_id, "embedding_dim": dim}
+        metadata: dict[str, Any] = {"embedding_model": model_id, "embedding_dim": dim, INDEX_ID: uuid.uuid4().hex}
         if sparse_id is not None:
             metadata["sparse_encoder"] = sparse_id
         await self.run(
@@ -124,6 +130,19 @@ class VectorStore:
             await self.run(self.client.create_payload_index(target, field, field_schema=schema))
         log.info("collection created", extra={"collection": target, "model": model_id, "dim": dim})
         return True
+
+    async def index_id(self) -> str:
+        """The id of the index behind `self.collection`, written into its metadata when it was built (or now,
+        for collections built before ids existed)."""
+        name = await self.physical_name()
+        if name is None:
+            raise VectorStoreError(f"{self.description} does not exist")
+        metadata = dict((await self.run(self.client.get_collection(name))).config.metadata or {})
+        if isinstance(metadata.get(INDEX_ID), str):
+            return str(metadata[INDEX_ID])
+        index_id = uuid.uuid4().hex
+        await self.run(self.client.update_collection(name, metadata={INDEX_ID: index_id}))
+        return index_id
 
     async def physical_name(self) -> str | None:
         """The collection behind `self.collection`: the target of the alias of that name, the collection of that

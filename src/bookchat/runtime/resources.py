@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ from bookchat.retrieval.search import HybridRetriever
 from bookchat.retrieval.sparse import Bm25Encoder
 from bookchat.retrieval.store import VectorStore, open_qdrant_client
 from bookchat.runtime.database import Database
+from bookchat.runtime.index_registry import claim_index
 
 if TYPE_CHECKING:
     from bookchat.llm.provider import LLM
@@ -52,7 +54,8 @@ async def open_resources(
 
         api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         client = open_qdrant_client(settings.qdrant_url, api_key, settings.resolved_qdrant_path)
-        store = VectorStore(client, settings.collection, is_local=settings.qdrant_url is None)
+        location = settings.qdrant_url or f"local folder {settings.resolved_qdrant_path} on {socket.gethostname()}"
+        store = VectorStore(client, settings.collection, is_local=settings.qdrant_url is None, location=location)
         stack.push_async_callback(store.close)
     except BaseException:
         # A thread cannot be cancelled: wait for it so its result (or error) is not left unretrieved.
@@ -70,6 +73,8 @@ async def open_resources(
     )
     if check_collection:
         await retriever.ensure_collection()
+        async with database.pool.acquire() as conn:
+            await claim_index(conn, store)
 
     llm = None
     if settings.resolved_llm_provider != "none":
