@@ -7,8 +7,10 @@ import json
 import logging
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -19,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bookchat.config import Settings
 from bookchat.main import create_app
-from tests.conftest import client_for
+from tests.conftest import ADMIN_TOKEN, client_for
 
 
 class Echo(BaseModel):
@@ -66,25 +68,58 @@ async def test_health_does_no_io(client: httpx.AsyncClient) -> None:
     assert response.json() == {"status": "ok"}
 
 
-async def test_ready_reports_every_dependency(client: httpx.AsyncClient) -> None:
-    response = await client.get("/api/ready")
+async def test_ready_reports_every_dependency_to_an_admin(admin_client: httpx.AsyncClient) -> None:
+    response = await admin_client.get("/api/ready")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "ready"
     assert body["failed"] == []
     assert set(body["checks"]) == {"postgres", "qdrant", "llm"}
     assert "extractive" in body["checks"]["llm"]["detail"]
+    assert "PostgreSQL" in body["checks"]["postgres"]["detail"]
 
 
-async def test_ready_is_503_naming_postgres_when_it_is_gone(make_settings: Callable[..., Settings]) -> None:
+async def test_ready_tells_anyone_else_only_names_and_ok(client: httpx.AsyncClient, app: FastAPI) -> None:
+    settings = app.state.settings
+    database = urlsplit(settings.database_url.get_secret_value())
+    reader = app.state.token_codec.issue_access(f"user:{uuid.uuid4()}", "user").token
+    for headers in ({}, {"Authorization": f"Bearer {reader}"}):
+        response = await client.get("/api/ready", headers=headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body == {
+            "status": "ready",
+            "checks": {name: {"ok": True, "detail": "ok"} for name in ("postgres", "qdrant", "llm")},
+            "failed": [],
+        }
+        # The body above is all there is; the user name ("postgres") would be a check's name here.
+        for private in (database.hostname, database.path.strip("/"), "extractive"):
+            assert private
+            assert private not in response.text
+
+
+async def test_ready_is_503_naming_postgres_when_it_is_gone(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
     app = create_app(make_settings())
     async with app.router.lifespan_context(app), client_for(app) as http:
         await app.state.resources.database.pool.close()
-        response = await http.get("/api/ready")
+        with caplog.at_level(logging.WARNING):
+            response = await http.get("/api/ready")
+            admin = await http.get("/api/ready", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert response.status_code == 503
     body = response.json()
     assert body["failed"] == ["postgres"]
-    assert body["checks"]["qdrant"]["ok"] is True
+    assert body["checks"]["postgres"] == {"ok": False, "detail": "unavailable"}
+    assert body["checks"]["qdrant"] == {"ok": True, "detail": "ok"}
+    assert "Interface" not in response.text
+    assert "pool" not in response.text
+    # The admin and the log get the reason.
+    assert admin.status_code == 503
+    assert admin.json()["checks"]["postgres"]["detail"].startswith("InterfaceError")
+    assert any(
+        "postgres" in record.getMessage() and "InterfaceError" in record.getMessage() for record in caplog.records
+    )
 
 
 async def test_unknown_route_is_404_problem(probe: httpx.AsyncClient) -> None:

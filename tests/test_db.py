@@ -16,6 +16,7 @@ from bookchat.runtime.database import (
     EmbeddedPostgres,
     Migration,
     _live_pid,
+    _redact_dsn,
     apply_migrations,
     load_migrations,
 )
@@ -166,3 +167,25 @@ def test_a_server_left_by_a_dead_owner_is_taken_over(pg_dir: Path) -> None:
 def test_an_empty_migrations_folder_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(DatabaseError, match="no migrations found"):
         load_migrations(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [
+        ("postgresql://app:s3cret@db.example.org/book", "postgresql://app:***@db.example.org/book"),
+        ("postgresql://app@db.example.org/book", "postgresql://app@db.example.org/book"),
+        (
+            "postgresql://db.example.org/book?user=app&password=s3cret&sslmode=require",
+            "postgresql://db.example.org/book?user=app&password=***&sslmode=require",
+        ),
+        (
+            "postgresql://app:s3cret@h1:5432,h2:5432/book?sslpassword=k3y&PASSWORD=again",
+            "postgresql://app:***@h1:5432,h2:5432/book?sslpassword=***&PASSWORD=***",
+        ),
+        ("postgresql://app:p%40ss@db/book?application_name=x", "postgresql://app:***@db/book?application_name=x"),
+        ("postgresql:///book?host=/run/postgresql", "postgresql:///book?host=/run/postgresql"),
+    ],
+)
+def test_redact_dsn_hides_passwords_in_the_credentials_and_the_query(dsn: str, shown: str) -> None:
+    assert _redact_dsn(dsn) == shown
+    assert "s3cret" not in _redact_dsn(dsn)

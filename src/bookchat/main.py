@@ -23,12 +23,12 @@ from bookchat.documents.router import router as documents_router
 from bookchat.edge.body_limit import BodyLimitMiddleware
 from bookchat.edge.middleware import EdgeConfigError, body_limit_for, install_edge
 from bookchat.edge.problems import install_problem_handlers, internal_error_response, refused_body_response
+from bookchat.health.router import router as health_router
 from bookchat.openai_compat.router import router as openai_router
 from bookchat.retrieval.embeddings import EmbeddingError
 from bookchat.retrieval.store import VectorStoreError
 from bookchat.runtime.database import DatabaseError
 from bookchat.runtime.garbage_collection import serving_garbage_collection
-from bookchat.runtime.health import router as health_router
 from bookchat.runtime.observability import (
     Metrics,
     QuietErrorsFilter,

@@ -18,6 +18,7 @@ from bookchat.runtime.database import _first_line, _live_pid
 from tests.conftest import traversable_temp_dir
 
 STARTUP_SECONDS = 180
+ADMIN_TOKEN = "e2e-admin-token-0123456789abcdef"
 
 
 def _free_port() -> int:
@@ -37,7 +38,7 @@ def _start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     env = {
         key: value for key, value in os.environ.items() if not key.startswith("BOOKCHAT_") and key != "GEMINI_API_KEY"
     }
-    env.update({"BOOKCHAT_DATA_DIR": str(data_dir), "BOOKCHAT_LOG_JSON": "false"})
+    env.update({"BOOKCHAT_DATA_DIR": str(data_dir), "BOOKCHAT_LOG_JSON": "false", "BOOKCHAT_ADMIN_TOKEN": ADMIN_TOKEN})
     return subprocess.Popen(
         [sys.executable, "-m", "bookchat", "serve", "--port", str(port)],
         env=env,
@@ -70,10 +71,12 @@ def test_serve_runs_on_embedded_defaults_and_ctrl_c_stops_postgres(data_dir: Pat
     port = _free_port()
     process = _start(data_dir, port)
     try:
-        ready = _wait_ready(process, port).json()
-        assert ready["checks"]["postgres"]["ok"]
-        assert ready["checks"]["llm"]["detail"].startswith("none configured")
+        assert _wait_ready(process, port).json()["checks"]["postgres"]["ok"]
         base = f"http://127.0.0.1:{port}"
+        # What is configured is shown to an admin only.
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        ready = httpx.get(f"{base}/api/ready", headers=admin, timeout=10).json()
+        assert ready["checks"]["llm"]["detail"].startswith("none configured")
         guest = httpx.post(f"{base}/api/auth/guest", timeout=10).json()["access_token"]
         answer = httpx.post(
             f"{base}/api/chat",

@@ -267,11 +267,27 @@ class Database:
             await conn.fetchval("SELECT 1")
 
 
+# Query parameters libpq and asyncpg read a secret from (`?password=...`, `?sslpassword=...`).
+_SECRET_QUERY_KEYS = ("password", "secret", "token")
+
+
 def _redact_dsn(dsn: str) -> str:
-    """The URL without its password, for logs and the start-up banner."""
-    if "@" not in dsn or "://" not in dsn:
+    """The URL without its passwords (`user:pass@` and `?password=`), for logs, the banner and /api/ready."""
+    if "://" not in dsn:
         return dsn
     scheme, rest = dsn.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in credentials else f"{scheme}://{user}@{host}"
+    rest, question, query = rest.partition("?")
+    if "@" in rest:
+        credentials, host = rest.rsplit("@", 1)
+        user = credentials.split(":", 1)[0]
+        rest = f"{user}:***@{host}" if ":" in credentials else f"{user}@{host}"
+    if question:
+        query = "&".join(_redact_parameter(part) for part in query.split("&"))
+    return f"{scheme}://{rest}{question}{query}"
+
+
+def _redact_parameter(part: str) -> str:
+    key, equals, _ = part.partition("=")
+    if equals and any(word in key.lower() for word in _SECRET_QUERY_KEYS):
+        return f"{key}=***"
+    return part

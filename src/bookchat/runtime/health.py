@@ -1,19 +1,26 @@
-"""Liveness and readiness probes for load balancers and orchestrators."""
+"""Liveness and readiness: what the probes report, and the probing itself (no HTTP, no principal).
+
+The router (`bookchat.health.router`) decides who sees what: the full report names the database's user, host and
+name and quotes exception text, so only an admin gets it; everyone else gets `public_view`. Failures are logged
+in full either way.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable
 from typing import Literal
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from bookchat.runtime.dependencies import ResourcesDep
+from bookchat.runtime.resources import Resources
 
-router = APIRouter(prefix="/api", tags=["health"])
+log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_SECONDS = 3.0
+PUBLIC_OK = "ok"
+PUBLIC_FAILED = "unavailable"
 
 
 class Health(BaseModel):
@@ -22,7 +29,10 @@ class Health(BaseModel):
 
 class Check(BaseModel):
     ok: bool = Field(examples=[True])
-    detail: str = Field(examples=["embedded PostgreSQL (.bookchat/postgres)"])
+    detail: str = Field(
+        examples=["ok"],
+        description='"ok" or "unavailable"; what was checked and why it failed only for an admin.',
+    )
 
 
 class Readiness(BaseModel):
@@ -30,24 +40,18 @@ class Readiness(BaseModel):
     checks: dict[str, Check] = Field(
         examples=[
             {
-                "postgres": {"ok": True, "detail": "SELECT 1 answered"},
-                "qdrant": {"ok": True, "detail": "Qdrant local folder, collection 'bookchat'"},
-                "llm": {"ok": True, "detail": "none configured: extractive answers"},
+                "postgres": {"ok": True, "detail": "ok"},
+                "qdrant": {"ok": True, "detail": "ok"},
+                "llm": {"ok": True, "detail": "ok"},
             }
         ]
     )
     failed: list[str] = Field(examples=[[]], description="Names of the checks that failed.")
 
 
-@router.get("/health", response_model=Health, summary="Liveness")
-async def health() -> Health:
-    """Answers as long as the process serves requests. Touches nothing else, so it is cheap to poll."""
-    return Health(status="ok")
-
-
-async def _probe(name: str, call: asyncio.Future[None] | object, ok_detail: str) -> tuple[str, Check]:
+async def _probe(name: str, call: Awaitable[None], ok_detail: str) -> tuple[str, Check]:
     try:
-        await asyncio.wait_for(call, CHECK_TIMEOUT_SECONDS)  # type: ignore[arg-type]
+        await asyncio.wait_for(call, CHECK_TIMEOUT_SECONDS)
     except TimeoutError:
         return name, Check(ok=False, detail=f"no answer within {CHECK_TIMEOUT_SECONDS:g} s")
     except Exception as exc:  # a readiness probe reports every failure instead of raising it
@@ -55,17 +59,10 @@ async def _probe(name: str, call: asyncio.Future[None] | object, ok_detail: str)
     return name, Check(ok=True, detail=ok_detail)
 
 
-@router.get(
-    "/ready",
-    response_model=Readiness,
-    summary="Readiness",
-    responses={503: {"model": Readiness, "description": "A dependency failed; `failed` names it."}},
-)
-async def ready(resources: ResourcesDep) -> JSONResponse:
-    """Checks PostgreSQL (`SELECT 1`) and Qdrant, and reports whether an LLM is configured.
+async def readiness(resources: Resources) -> Readiness:
+    """Check PostgreSQL (`SELECT 1`) and Qdrant, and report the LLM configured; the full report, failures logged.
 
-    200 when the service can answer questions; 503 naming what failed otherwise. With no LLM configured the
-    service is still ready: it answers extractively.
+    With no LLM configured the service is still ready: it answers extractively.
     """
     settings = resources.settings
     results = await asyncio.gather(
@@ -81,5 +78,18 @@ async def ready(resources: ResourcesDep) -> JSONResponse:
         else f"{provider} ({resources.llm.model_name if resources.llm is not None else 'not initialised'})",
     )
     failed = [name for name, check in checks.items() if not check.ok]
-    body = Readiness(status="unavailable" if failed else "ready", checks=checks, failed=failed)
-    return JSONResponse(body.model_dump(), status_code=503 if failed else 200)
+    for name in failed:
+        log.warning("readiness check %s failed: %s", name, checks[name].detail)
+    return Readiness(status="unavailable" if failed else "ready", checks=checks, failed=failed)
+
+
+def public_view(report: Readiness) -> Readiness:
+    """The report without details: check names, ok or not, and a generic word for each."""
+    return report.model_copy(
+        update={
+            "checks": {
+                name: Check(ok=check.ok, detail=PUBLIC_OK if check.ok else PUBLIC_FAILED)
+                for name, check in report.checks.items()
+            }
+        }
+    )
