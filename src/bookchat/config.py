@@ -144,6 +144,18 @@ class Settings(BaseSettings):
     access_token_ttl: int = Field(900, ge=30, le=86_400, description="Access-token lifetime in seconds.")
     refresh_token_ttl: int = Field(30 * 86_400, ge=300, le=365 * 86_400, description="Refresh-token lifetime (s).")
     guest_token_ttl: int = Field(3600, ge=30, le=30 * 86_400, description="Guest-token lifetime in seconds.")
+    guest_renewal_grace: int = Field(
+        7 * 86_400,
+        ge=0,
+        le=365 * 86_400,
+        description="How long after its expiry a guest token still renews the same guest (s); later, a new guest.",
+    )
+    refresh_token_retention: int = Field(
+        7 * 86_400,
+        ge=0,
+        le=365 * 86_400,
+        description="Expired refresh tokens are deleted this long after expiry (s); until then a replay is recognised.",
+    )
     rate_limit_enabled: bool = Field(True, description="Enforce the rate limits below.")
     rate_limit_auth: str = Field(
         "10/minute;100/hour",

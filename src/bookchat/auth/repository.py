@@ -149,9 +149,18 @@ async def revoke_all_for_user(conn: Any, user_id: UUID) -> int:
     return int(result.split()[-1])
 
 
-async def delete_stale_refresh_tokens(conn: Any, *, older_than: datetime) -> int:
-    """Housekeeping: drop tokens that expired before `older_than` (kept a while to detect late reuse)."""
-    result: str = await conn.execute("DELETE FROM refresh_tokens WHERE expires_at < $1", older_than)
+async def delete_expired_refresh_tokens(conn: Any, *, expired_before: datetime, limit: int) -> int:
+    """Housekeeping: delete at most `limit` tokens that expired before `expired_before`, oldest first.
+
+    Bounded, so it can run beside a login; SKIP LOCKED, so replicas purging at once neither wait for nor
+    deadlock with each other (or with a refresh holding its token's row). Returns how many were deleted.
+    """
+    result: str = await conn.execute(
+        "DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens WHERE expires_at < $1"
+        " ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        expired_before,
+        limit,
+    )
     return int(result.split()[-1])
 
 

@@ -97,7 +97,11 @@ async def refresh(body: RefreshRequest, service: AuthServiceDep, response: Respo
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, dependencies=AUTH_LIMITED, responses={429: PROBLEM})
 async def logout(body: LogoutRequest, service: AuthServiceDep) -> Response:
-    """End the session of this refresh token (or all sessions of the account). Access tokens lapse on their own."""
+    """End the session of this refresh token (or all sessions of the account). Access tokens lapse on their own.
+
+    Always 204: an unknown, expired or already revoked token ends nothing (logging out twice is fine). A token
+    that was already rotated by a refresh counts as stolen and ends its own session family, as on refresh.
+    """
     await service.logout(body.refresh_token, all_sessions=body.all_sessions)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -20,13 +20,16 @@ from bookchat.auth.passwords import (
     verify_password,
 )
 from bookchat.auth.repository import EmailTaken, UserRecord
-from bookchat.auth.tokens import TokenCodec, TokenError, hash_refresh_token, new_refresh_token
+from bookchat.auth.tokens import TokenCodec, TokenError, TokenExpired, hash_refresh_token, new_refresh_token
 from bookchat.config import Settings
 from bookchat.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, UnprocessableContent
 
 log = logging.getLogger(__name__)
 
 INVALID_CREDENTIALS = "The email or password is incorrect."
+# Expired refresh tokens deleted beside each login and refresh: more than either creates (one row), so a
+# backlog shrinks, yet bounded, so a sign-in never waits on a big purge.
+PURGE_BATCH = 100
 
 
 LoginRule = Literal["login_pair", "login_account"]
@@ -230,6 +233,7 @@ class AuthService:
                 token_hash=hash_refresh_token(refresh),
                 expires_at=datetime.now(UTC) + timedelta(seconds=ttl),
             )
+            await self._purge_expired_refresh_tokens(conn)
         access = self.codec.issue_access(_principal_id(user.id), "admin" if user.role == "admin" else "user")
         return TokenPair(access.token, refresh, access.expires_in, ttl)
 
@@ -267,6 +271,9 @@ class AuthService:
                         expires_at=datetime.now(UTC) + timedelta(seconds=ttl),
                     )
                     await repository.mark_rotated(conn, record.id, new_id)
+        if user is not None and not user.disabled:
+            async with self.pool.acquire() as conn:
+                await self._purge_expired_refresh_tokens(conn)
         if reused:
             log.warning("refresh token reused: session family revoked", extra={"user_id": str(record.user_id)})
             raise Unauthorized("The refresh token was already used; sign in again.", code="refresh-token-reused")
@@ -276,25 +283,54 @@ class AuthService:
         return TokenPair(access.token, new_refresh, access.expires_in, ttl)
 
     async def logout(self, refresh_token: str, *, all_sessions: bool = False) -> None:
-        """End the session the refresh token belongs to (or all of the account's); unknown tokens are ignored."""
+        """End the session of a current refresh token (or, with `all_sessions`, every session of its account).
+
+        Only a current token ends anything: an unknown, expired or revoked one revokes nothing (the router
+        answers 204 all the same, logout is idempotent), so a stale token cannot sign anyone out. A *rotated*
+        token is the exception, as on refresh: it was copied, so its family is revoked (never all sessions).
+        """
         async with self.pool.acquire() as conn, conn.transaction():
             record = await repository.lock_refresh_token(conn, hash_refresh_token(refresh_token))
             if record is None:
                 return
-            if all_sessions:
+            current = record.revoked_at is None and record.expires_at > datetime.now(UTC)
+            reused = record.revoked_at is not None and record.replaced_by is not None
+            if current and all_sessions:
                 await repository.revoke_all_for_user(conn, record.user_id)
-            else:
+            elif current or reused:
                 await repository.revoke_family(conn, record.family_id)
+        if reused:
+            log.warning("refresh token reused at logout: family revoked", extra={"user_id": str(record.user_id)})
+
+    async def _purge_expired_refresh_tokens(self, conn: Any) -> None:
+        """Delete up to PURGE_BATCH tokens expired more than REFRESH_TOKEN_RETENTION ago; never fails the caller."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.refresh_token_retention)
+        try:
+            deleted = await repository.delete_expired_refresh_tokens(conn, expired_before=cutoff, limit=PURGE_BATCH)
+        except Exception as exc:  # housekeeping: the next login tries again
+            log.warning("expired refresh tokens not purged: %s", type(exc).__name__)
+        else:
+            log.debug("expired refresh tokens purged", extra={"count": deleted})
 
     # --- guests ---------------------------------------------------------------------------------------------
 
     def issue_guest(self, previous_token: str | None = None) -> GuestToken:
-        """A guest token; with a previous guest token (recently expired is fine) the same guest is renewed."""
+        """A guest token; a previous one (expired at most GUEST_RENEWAL_GRACE ago) renews the same guest.
+
+        One expired longer ago gets a new guest (the old identity is not carried over); a forged one is a 400.
+        """
         if not self.settings.allow_anonymous:
             raise Forbidden("Anonymous access is turned off; sign in.", code="anonymous-disabled")
         subject = f"guest:{uuid.uuid4()}"
         if previous_token:
-            subject = self._guest_for_claim(previous_token).id
+            try:
+                claims = self.codec.decode_guest_for_claim(previous_token, grace=self.settings.guest_renewal_grace)
+            except TokenExpired:
+                log.info("guest token expired beyond the renewal grace: a new guest starts")
+            except TokenError:
+                raise BadRequest("The guest token is invalid.", code="invalid-guest-token") from None
+            else:
+                subject = claims.subject
         issued = self.codec.issue_access(subject, "guest")
         return GuestToken(issued.token, issued.expires_in, subject)
 

@@ -33,6 +33,10 @@ class TokenError(Exception):
     """A token that must not be trusted: malformed, expired, wrongly signed or with unexpected claims."""
 
 
+class TokenExpired(TokenError):
+    """A token that is genuine (signature and claims check out) but expired, beyond any grace allowed."""
+
+
 @dataclass(frozen=True)
 class AccessClaims:
     """The verified content of an access token."""
@@ -197,7 +201,7 @@ class TokenCodec:
             raise TokenError(type(exc).__name__) from None
         result = _validated_claims(claims)
         if result.expires_at + self.leeway + expiry_grace <= self._clock():
-            raise TokenError("ExpiredSignatureError")
+            raise TokenExpired("ExpiredSignatureError")
         return result
 
 
