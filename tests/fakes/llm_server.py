@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import json
 import math
@@ -571,12 +572,25 @@ class FakeLLMServer:
                     self.streams_cancelled += 1
 
 
+def paced_reply(seconds: float) -> ReplyFactory:
+    """The default reply, streamed over about `seconds` (a real model's pace), chunks evenly spaced."""
+
+    def reply(body: dict[str, Any]) -> Reply:
+        answer = default_reply(body)
+        if not isinstance(answer, Text) or seconds <= 0:
+            return answer
+        return dataclasses.replace(answer, chunk_delay=seconds / max(1, len(answer.stream_pieces())))
+
+    return reply
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the fake OpenAI-compatible LLM server.")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on stdout).")
     parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--answer-seconds", type=float, default=0.0, help="Stream each answer over this long.")
     args = parser.parse_args()
-    FakeLLMServer(port=args.port, model=args.model).serve_forever()
+    FakeLLMServer(port=args.port, model=args.model, default=paced_reply(args.answer_seconds)).serve_forever()
 
 
 if __name__ == "__main__":

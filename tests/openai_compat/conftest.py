@@ -52,6 +52,7 @@ async def compat_app(make_settings: Callable[..., Settings], fake_llm: FakeLLMSe
         api_keys=[API_KEY, hash_api_key(HASHED_API_KEY)],
         rate_limit_enabled=True,
         rate_limit_chat="4/minute",
+        collection="bookchat",  # the model id the tests ask for
     )
     async with compat_app_for(settings) as app:
         yield app

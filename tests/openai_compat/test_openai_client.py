@@ -284,12 +284,13 @@ async def test_unknown_v1_paths(compat: FastAPI) -> None:
 
 
 async def test_extractive_usage_is_estimated(compat_extractive_app: FastAPI) -> None:
+    model = compat_extractive_app.state.settings.collection  # one model per corpus, named after it
     async with openai_client(compat_extractive_app, API_KEY) as client:
         completion = await client.chat.completions.create(
-            model="bookchat", messages=[{"role": "user", "content": "How does Gazebo simulate a lidar sensor?"}]
+            model=model, messages=[{"role": "user", "content": "How does Gazebo simulate a lidar sensor?"}]
         )
         stream = await client.chat.completions.create(
-            model="bookchat",
+            model=model,
             messages=[{"role": "user", "content": "How does Gazebo simulate a lidar sensor?"}],
             stream=True,
             stream_options={"include_usage": True},

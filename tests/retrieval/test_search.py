@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any
 from uuid import UUID, uuid4, uuid5
 
@@ -149,6 +151,7 @@ async def test_hits_carry_the_whole_payload(indexed: HybridRetriever) -> None:
     stored = await indexed.store.client.retrieve(indexed.store.collection, [chunk_point_id(SENSORS, 2)])
     assert set(stored[0].payload or {}) == {
         "document_id", "source_path", "path_prefixes", "title", "url", "heading_path", "chunk_index", "text", "page",
+        "generation",
     }  # fmt: skip
     assert (stored[0].payload or {})["path_prefixes"] == [
         "docs", "docs/module-2", "docs/module-2/gazebo", "docs/module-2/gazebo/sensors.md",
@@ -212,10 +215,18 @@ async def test_reindexing_overwrites_in_place(indexed: HybridRetriever) -> None:
     assert hit.text == "Costmaps mark obstacles for the planner."
 
 
-async def test_delete_document_whole_or_beyond_an_index(indexed: HybridRetriever) -> None:
-    await indexed.delete_document(SENSORS, keep_below=1)
-    left = await indexed.search("camera plugin IMU", limit=10, filters=SearchFilters(document_ids=(SENSORS,)))
-    assert [hit.chunk_index for hit in left] == [0]
+async def test_delete_document_whole_or_by_generation(indexed: HybridRetriever) -> None:
+    sensors = await indexed.search("camera plugin IMU", limit=10, filters=SearchFilters(document_ids=(SENSORS,)))
+    # The next generation of a document beside the live one: both are stored, each under its own point ids.
+    await indexed.index_passages([dataclasses.replace(sensors[0], generation=1, text="Generation one text.")])
+    assert await indexed.store.count() == 8
+    await indexed.delete_document(SENSORS, generation=1)
+    assert await indexed.store.count() == 7
+    await indexed.index_passages([dataclasses.replace(sensors[0], generation=1, text="Generation one text.")])
+    # All but generation 1: the points written before generations existed (no `generation` field) go too.
+    await indexed.delete_document(SENSORS, except_generation=1)
+    left = await indexed.search("generation one", limit=10, filters=SearchFilters(document_ids=(SENSORS,)))
+    assert [(hit.generation, hit.text) for hit in left] == [(1, "Generation one text.")]
     assert await indexed.store.count() == 5
     await indexed.delete_document(NAV)
     assert await indexed.store.count() == 3
@@ -247,7 +258,9 @@ async def test_the_collection_records_its_model_and_refuses_another(
 ) -> None:
     store = indexed.store
     info = await store.client.get_collection(store.collection)
-    assert info.config.metadata == {
+    metadata = dict(info.config.metadata or {})
+    assert len(metadata.pop("index_id")) == 32  # the build's id, recorded in PostgreSQL by the app
+    assert metadata == {
         "embedding_model": embedder.model_id,
         "embedding_dim": 384,
         "sparse_encoder": Bm25Encoder().signature,
