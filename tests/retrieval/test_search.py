@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 from typing import Any
 from uuid import UUID, uuid4, uuid5
 
