@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from bookchat.runtime import garbage_collection
 from bookchat.config import Settings
 from bookchat.main import create_app
+from bookchat.runtime import garbage_collection
 from bookchat.runtime.garbage_collection import YOUNG_GENERATION_THRESHOLD, serving_garbage_collection
 
 DEFAULT_THRESHOLD = (700, 10, 10)
