@@ -16,6 +16,7 @@ from bookchat.config import Settings
 from bookchat.documents import ingest as ingest_module
 from bookchat.edge.pagination import encode_cursor
 from bookchat.main import create_app
+from bookchat.retrieval.embeddings import EmbeddingError
 from bookchat.retrieval.store import VectorStoreError
 
 from ..conftest import ADMIN_TOKEN, client_for
@@ -260,3 +261,29 @@ async def test_a_running_ingestion_is_409(
         assert problem(response, 409)["code"] == "ingestion-running"
         assert response.headers["retry-after"] == "10"
         problem(await admin.post("/api/documents/reindex"), 409)
+
+
+async def test_a_failed_rebuild_is_503_and_the_live_index_answers(
+    api_app: FastAPI, admin: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (
+        await upload(admin, ("rebuild/a.md", b"# A\n\nKept through a failed rebuild.", "text/markdown"))
+    ).status_code == 201
+    retriever = api_app.state.resources.retriever
+    original = retriever.on_collection
+
+    def quota_exhausted(name: str) -> Any:
+        target = original(name)
+
+        async def broken(passages: Any) -> None:
+            raise EmbeddingError("the embedding API answered 429: quota exhausted")
+
+        target.index_passages = broken
+        return target
+
+    monkeypatch.setattr(retriever, "on_collection", quota_exhausted)
+    body = problem(await admin.post("/api/documents/reindex"), 503)
+    assert "live index is unchanged" in body["detail"]
+    monkeypatch.undo()
+    hits = (await admin.post("/api/search", json={"query": "kept through a failed rebuild"})).json()["hits"]
+    assert hits[0]["source_path"] == "rebuild/a.md"

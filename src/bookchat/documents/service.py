@@ -114,7 +114,8 @@ async def reindex(pipeline: IngestPipeline) -> IngestSummary:
         raise Conflict(str(exc), code="ingestion-running", headers={"Retry-After": "10"}) from exc
     except (EmbeddingError, VectorStoreError) as exc:
         raise ServiceUnavailable(
-            f"the rebuild failed ({type(exc).__name__}); rerun it, or `bookchat ingest PATH --reindex`",
+            f"the rebuild failed ({type(exc).__name__}); the live index is unchanged and still answers. "
+            "Rerun it, or `bookchat ingest PATH --reindex`",
             code="index-unavailable",
         ) from exc
 
