@@ -12,7 +12,7 @@ from uuid import UUID
 import asyncpg
 
 from bookchat.edge.pagination import InvalidCursor, decode_cursor, encode_cursor
-from bookchat.text import shorten
+from bookchat.text import page_address, shorten
 
 MAX_TITLE_CHARS = 80
 MAX_MESSAGES_PER_CONVERSATION_READ = 1000
@@ -103,8 +103,7 @@ def _json_list(value: Any) -> list[dict[str, Any]]:
 
 # The question and its pending answer in one statement: one round trip, atomic without a transaction block.
 # The answer is stamped one microsecond after the question, so "ORDER BY created_at" can never swap them.
-_NEW_CONVERSATION_TURN_SQL = """
-    WITH c AS (INSERT INTO conversations (owner_id, title) VALUES ($1, $2) RETURNING id)
+_TURN_MESSAGES_SQL = """
     INSERT INTO messages (conversation_id, role, content, selected_text, page_url, mode, status, created_at)
     SELECT c.id, v.role, v.content, v.selected_text, v.page_url, v.mode, v.status, t.ts + v.delay
     FROM c, (SELECT clock_timestamp() AS ts) AS t,
@@ -113,17 +112,15 @@ _NEW_CONVERSATION_TURN_SQL = """
            AS v (role, content, selected_text, page_url, mode, status, delay)
     RETURNING conversation_id, id, role
 """
+_NEW_CONVERSATION_TURN_SQL = (
+    "WITH c AS (INSERT INTO conversations (owner_id, title) VALUES ($1, $2) RETURNING id)"  # noqa: S608
+    + _TURN_MESSAGES_SQL
+)
 # No row comes back when the conversation is not the owner's: nothing is written then.
-_CONTINUE_CONVERSATION_TURN_SQL = """
-    WITH c AS (UPDATE conversations SET updated_at = now() WHERE id = $1 AND owner_id = $2 RETURNING id)
-    INSERT INTO messages (conversation_id, role, content, selected_text, page_url, mode, status, created_at)
-    SELECT c.id, v.role, v.content, v.selected_text, v.page_url, v.mode, v.status, t.ts + v.delay
-    FROM c, (SELECT clock_timestamp() AS ts) AS t,
-         (VALUES ('user', $3::text, $4::text, $5::text, NULL::text, 'ok', interval '0'),
-                 ('assistant', '', NULL, NULL, $6::text, 'pending', interval '1 microsecond'))
-           AS v (role, content, selected_text, page_url, mode, status, delay)
-    RETURNING conversation_id, id, role
-"""
+_CONTINUE_CONVERSATION_TURN_SQL = (
+    "WITH c AS (UPDATE conversations SET updated_at = now() WHERE id = $1 AND owner_id = $2 RETURNING id)"  # noqa: S608
+    + _TURN_MESSAGES_SQL
+)
 # Questions always; answers only when they completed (a failed answer teaches the model nothing).
 _HISTORY_SQL = """
     SELECT m.role, m.content FROM messages m JOIN conversations c ON c.id = m.conversation_id
@@ -159,6 +156,8 @@ class ConversationRepository:
         if conversation_id is not None and history_messages > 0:
             rows = await self.pool.fetch(_HISTORY_SQL, conversation_id, owner_id, history_messages)
             history = [HistoryMessage(row["role"], row["content"]) for row in reversed(rows)]
+        # Whatever the caller validated: a page's query string and fragment are never stored.
+        page_url = page_address(page_url) if page_url is not None else None
         if conversation_id is None:
             rows = await self.pool.fetch(
                 _NEW_CONVERSATION_TURN_SQL, owner_id, title_from(question), question, selected_text, page_url, mode
