@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AfterValidator
 
@@ -20,6 +21,20 @@ def check_storable(value: str) -> str:
 
 # Refused with a 422 at the edge rather than failing deep inside the database driver as a 500.
 StorableStr = Annotated[str, AfterValidator(check_storable)]
+
+
+def page_address(url: str) -> str:
+    """A page's URL as it may be kept and shown: scheme, host and path, without user info, query or fragment.
+
+    Query strings and fragments carry session tokens, e-mail addresses and campaign ids that have no place in
+    a prompt, the database or a citation.
+    """
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+# For request fields holding the page a reader is on (`page_url`): storable, then reduced to its address.
+PageUrl = Annotated[str, AfterValidator(check_storable), AfterValidator(page_address)]
 
 
 def shorten(text: str, limit: int) -> str:

@@ -137,3 +137,32 @@ def test_titles_and_cursors() -> None:
 
     stamp, identifier = datetime.now(UTC), uuid.uuid4()
     assert decode_conversation_cursor(encode_conversation_cursor(stamp, identifier)) == (stamp, identifier)
+
+
+async def test_a_stored_page_url_keeps_neither_query_nor_fragment(reader: Reader) -> None:
+    body = {
+        "message": "What does this say?",
+        "selected_text": "URDF describes a robot's links and joints.",
+        "page_url": "https://book.example.org/docs/urdf?token=s3cret&utm_source=mail#joints",
+    }
+    response = await reader.http.post("/api/chat", json=body)
+    assert response.status_code == 200, response.text
+    conversation = (await reader.http.get(f"/api/conversations/{response.json()['conversation_id']}")).json()
+    question = next(message for message in conversation["messages"] if message["role"] == "user")
+    assert question["page_url"] == "https://book.example.org/docs/urdf"
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("https://book.example.org/docs/urdf?x=1#top", "https://book.example.org/docs/urdf"),
+        ("https://book.example.org/docs/urdf#top", "https://book.example.org/docs/urdf"),
+        ("https://book.example.org/docs/urdf", "https://book.example.org/docs/urdf"),
+        ("http://book.example.org:8080/?q", "http://book.example.org:8080/"),
+        ("https://reader:pw@book.example.org/a", "https://book.example.org/a"),
+    ],
+)
+def test_page_address_is_origin_and_path(given: str, kept: str) -> None:
+    from bookchat.text import page_address
+
+    assert page_address(given) == kept

@@ -222,6 +222,20 @@ def test_ask_about_this_sends_the_selection(api: StubApi, page: Page, base_url: 
     expect(page.locator(".bkc-chip")).to_be_hidden()
 
 
+def test_page_url_is_sent_without_query_or_fragment(api: StubApi, page: Page, base_url: str) -> None:
+    # Query strings and fragments carry tokens, e-mail addresses and campaign ids: never sent to the API.
+    page.goto(base_url + "/?token=s3cret&email=reader%40example.org#install")
+    select_sentence(page, "The quick brown fox jumps over the lazy dog.")
+    page.get_by_role("button", name="Ask about this").click()
+    ask(page, "What does the fox do?")
+    expect(page.locator(".bkc-msg-assistant .bkc-body").last).to_contain_text("Install with")
+    page.evaluate("() => window.BookchatWidget.ask('And the dog?', { selectedText: 'the lazy dog' })")
+    expect(page.locator(".bkc-msg-assistant .bkc-body")).to_have_count(2)
+    sent = [request["page_url"] for request in api.chat_requests[-2:]]
+    assert sent == [base_url + "/", base_url + "/"]
+    assert not any("?" in url or "#" in url for url in sent)
+
+
 def test_keyboard_focus_trap_and_escape(page: Page, base_url: str) -> None:
     page.goto(base_url + "/")
     launcher = page.get_by_role("button", name="Ask the book")

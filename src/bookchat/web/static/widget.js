@@ -27,6 +27,12 @@
     }
   }
 
+  function pageAddress() {
+    // The page a selection came from, for the answer's context: origin and path only. The query string and the
+    // fragment stay in the browser (they carry tokens, e-mail addresses, campaign ids).
+    return location.origin + location.pathname;
+  }
+
   var apiUrl = httpUrl(data.api || scriptUrl.origin, location.href) || httpUrl(scriptUrl.origin);
   var API = (apiUrl ? apiUrl.href : scriptUrl.origin).replace(/\/+$/, "");
   var TITLE = (data.title || "Ask the book").slice(0, 80);
@@ -1123,7 +1129,7 @@
         state.pendingSelection = null;
         return;
       }
-      state.pendingSelection = { text: found.text, pageUrl: location.href };
+      state.pendingSelection = { text: found.text, pageUrl: pageAddress() };
       askSelection.hidden = false;
       var width = askSelection.offsetWidth || 120;
       var height = askSelection.offsetHeight || 32;
@@ -1183,7 +1189,7 @@
     ask: function (question, options) {
       open({ focus: false });
       var selectedText = options && options.selectedText ? String(options.selectedText).slice(0, MAX_SELECTION) : "";
-      return ask(question, selectedText ? { text: selectedText, pageUrl: location.href } : null);
+      return ask(question, selectedText ? { text: selectedText, pageUrl: pageAddress() } : null);
     },
     renderMarkdown: renderMarkdown, // exposed for tests and for hosts that want the same rendering
   };
