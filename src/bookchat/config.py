@@ -200,6 +200,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     log_json: bool = Field(True, description="One JSON object per log line.")
     docs_enabled: bool = Field(True, description="Serve /docs and /openapi.json.")
+    demo_enabled: bool = Field(
+        True, description="Serve the demo site (/, /guide/...); the widget's /widget.js and /widget.css stay served."
+    )
 
     @field_validator("api_keys", "cors_origins", "trusted_proxies", mode="before")
     @classmethod

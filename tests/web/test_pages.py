@@ -224,3 +224,28 @@ async def test_the_sample_book_setting_picks_the_guide(docs: Path) -> None:
         home = await client.get("/")
     assert home.status_code == 200
     assert "<title>Safety rules · bookchat</title>" in home.text  # no index: the first page is the home page
+
+
+DEMO_PATHS = ["/", "/guide", "/guide/", "/guide/safety/rules", "/guide/_assets/img/dock.png", "/demo.css"]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_the_demo_site_can_be_turned_off_while_the_widget_stays(
+    docs: Path, tmp_path: Path, enabled: bool
+) -> None:
+    from bookchat.config import Settings
+    from bookchat.main import create_app
+
+    app = create_app(Settings(data_dir=tmp_path, demo_enabled=enabled, _env_file=None))
+    app.state.docs_dir = docs
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+        for path in ("/widget.js", "/widget.css"):
+            assert (await client.get(path)).status_code == 200, path
+        for path in DEMO_PATHS:
+            response = await client.get(path)
+            if enabled:
+                assert response.status_code in (200, 308), path
+                continue
+            assert response.status_code == 404, path
+            assert response.headers["content-type"].startswith("application/problem+json"), path
+            assert response.json()["code"] == "demo-disabled"

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
+from bookchat.errors import NotFound
 from bookchat.web import pages
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -88,6 +89,17 @@ def get_docs_dir(request: Request) -> Path | None:
 DocsDirDep = Annotated[Path | None, Depends(get_docs_dir)]
 
 
+async def require_demo(request: Request) -> None:
+    """404 problem+json for the demo site's routes when BOOKCHAT_DEMO_ENABLED=false (an API-only deployment)."""
+    settings = getattr(request.app.state, "settings", None)
+    if not getattr(settings, "demo_enabled", True):
+        raise NotFound("The demo site is turned off on this server.", code="demo-disabled")
+
+
+# On every route of the demo site; the widget's own assets are served whatever the setting.
+DEMO = [Depends(require_demo)]
+
+
 def _page_headers() -> dict[str, str]:
     return {
         "Cache-Control": PAGE_CACHE_CONTROL,
@@ -122,25 +134,25 @@ def widget_stylesheet(request: Request) -> Response:
     return asset_response(request, "widget.css")
 
 
-@router.api_route("/demo.css", methods=["GET", "HEAD"])
+@router.api_route("/demo.css", methods=["GET", "HEAD"], dependencies=DEMO)
 def demo_stylesheet(request: Request) -> Response:
     return asset_response(request, "demo.css")
 
 
 # Sync handlers: reading and rendering Markdown is blocking work, so FastAPI runs them in its thread pool.
-@router.get("/", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse, dependencies=DEMO)
 def demo_home(docs_dir: DocsDirDep) -> HTMLResponse:
     """The guide's first page with the chat widget on it."""
     return _page_response(docs_dir, "")
 
 
-@router.get(pages.GUIDE_PREFIX, response_class=RedirectResponse)
-@router.get(pages.GUIDE_PREFIX + "/", response_class=RedirectResponse)
+@router.get(pages.GUIDE_PREFIX, response_class=RedirectResponse, dependencies=DEMO)
+@router.get(pages.GUIDE_PREFIX + "/", response_class=RedirectResponse, dependencies=DEMO)
 def guide_home() -> RedirectResponse:
     return RedirectResponse("/", status_code=308)
 
 
-@router.get(pages.GUIDE_PREFIX + "/_assets/{path:path}", response_model=None)
+@router.get(pages.GUIDE_PREFIX + "/_assets/{path:path}", response_model=None, dependencies=DEMO)
 def guide_asset(path: str, docs_dir: DocsDirDep) -> Response:
     """Images the guide's pages show."""
     found = pages.find_asset(docs_dir, path) if docs_dir is not None else None
@@ -158,7 +170,7 @@ def guide_asset(path: str, docs_dir: DocsDirDep) -> Response:
     )
 
 
-@router.get(pages.GUIDE_PREFIX + "/{slug:path}", response_class=HTMLResponse)
+@router.get(pages.GUIDE_PREFIX + "/{slug:path}", response_class=HTMLResponse, dependencies=DEMO)
 def guide_page(slug: str, docs_dir: DocsDirDep) -> HTMLResponse:
     """Any other page of the guide, so that citation links of the demo land on a real section."""
     return _page_response(docs_dir, slug)
