@@ -235,7 +235,8 @@ async def _expire_token_rows(database_url: str, email: str, ago: timedelta) -> N
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute(
-            "UPDATE refresh_tokens SET expires_at = now() - $2::interval WHERE user_id = (SELECT id FROM users WHERE email = $1)",
+            "UPDATE refresh_tokens SET expires_at = now() - $2::interval"
+            " WHERE user_id = (SELECT id FROM users WHERE email = $1)",
             email,
             ago,
         )
