@@ -243,9 +243,7 @@ def test_principal_from_token(tmp_path: Path, codec: TokenCodec) -> None:
     assert principal_from_token(ADMIN_TOKEN, codec, config) == Principal("service:admin-token", "admin")
     guest_id = uuid.uuid4()
     guest = principal_from_token(codec.issue_access(f"guest:{guest_id}", "guest").token, codec, config)
-    assert guest.is_guest
-    assert guest.guest_id == guest_id
-    assert guest.user_id is None
+    assert guest == Principal(f"guest:{guest_id}", "guest")
     with pytest.raises(Unauthorized):
         principal_from_token(ADMIN_TOKEN + "x", codec, config)
 

@@ -116,18 +116,6 @@ async def test_history_needs_authentication(chat_app: FastAPI) -> None:
         assert (await anonymous.get("/api/conversations")).status_code == 401
 
 
-async def test_claim_moves_a_guests_history(chat_app: FastAPI, reader: Reader) -> None:
-    from bookchat.conversations.repository import ConversationRepository
-
-    await ask(reader, "What is URDF?")
-    repository = ConversationRepository(chat_app.state.resources.database.pool)
-    new_owner = f"user:{uuid.uuid4()}"
-    assert await repository.claim_conversations(reader.principal_id, new_owner) == 1
-    assert (await reader.http.get("/api/conversations")).json()["items"] == []
-    records, _ = await repository.list_conversations(new_owner, limit=10)
-    assert [record.title for record in records] == ["What is URDF?"]
-
-
 def test_titles_and_cursors() -> None:
     assert title_from("  How   does\nit work?  ") == "How does it work?"
     long = title_from("word " * 40)

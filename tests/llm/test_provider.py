@@ -41,7 +41,6 @@ def test_gemini_is_the_default_with_a_key() -> None:
     assert str(llm.client.base_url) == GEMINI_OPENAI_BASE_URL
     assert llm.client.max_retries == 1
     assert llm.client.timeout.read == 12  # type: ignore[union-attr]
-    assert "AIza" not in llm.description
     assert llm.model_settings.include_usage is True
 
 

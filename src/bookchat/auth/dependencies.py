@@ -36,19 +36,8 @@ class Principal:
         return self.role == "admin"
 
     @property
-    def is_guest(self) -> bool:
-        return self.role == "guest"
-
-    @property
     def is_service(self) -> bool:
         return self.id.startswith("service:")
-
-    @property
-    def guest_id(self) -> UUID | None:
-        """The guest's uuid (for claiming conversations), None for anyone else."""
-        if self.role != "guest":
-            return None
-        return UUID(self.id.partition(":")[2])
 
 
 ADMIN_SERVICE_PRINCIPAL = Principal(id=ADMIN_SERVICE_ID, role="admin", user_id=None)

@@ -304,10 +304,3 @@ class ConversationRepository:
         )
         assert row is not None  # INSERT ... RETURNING always yields the row
         return FeedbackRecord(**dict(row))
-
-    async def claim_conversations(self, from_owner: str, to_owner: str) -> int:
-        """Move every conversation of `from_owner` (e.g. a guest who just signed up) to `to_owner`."""
-        result: str = await self.pool.execute(
-            "UPDATE conversations SET owner_id = $2 WHERE owner_id = $1", from_owner, to_owner
-        )
-        return int(result.split()[-1])

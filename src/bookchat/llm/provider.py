@@ -179,11 +179,6 @@ class LLM:
     model: OpenAIChatCompletionsModel
 
     @property
-    def description(self) -> str:
-        """Human-readable, without secrets, e.g. for the start-up banner and /api/ready."""
-        return f"{self.provider} {self.model_name} at {self.base_url}"
-
-    @property
     def model_settings(self) -> ModelSettings:
         """Per-call settings: usage reported on streams too (token accounting), a grounded temperature."""
         return ModelSettings(temperature=ANSWER_TEMPERATURE, include_usage=True)

@@ -12,13 +12,10 @@ import asyncpg
 from fastapi import Depends, Request
 
 from bookchat.config import Settings
-from bookchat.retrieval.store import VectorStore
 from bookchat.runtime.resources import Resources
 
 if TYPE_CHECKING:
-    from bookchat.retrieval.embeddings import Embedder
     from bookchat.retrieval.search import HybridRetriever
-    from bookchat.retrieval.sparse import Bm25Encoder
 
 
 async def get_resources(request: Request) -> Resources:
@@ -38,24 +35,10 @@ async def get_pool(resources: ResourcesDep) -> asyncpg.Pool:
     return resources.database.pool
 
 
-async def get_vector_store(resources: ResourcesDep) -> VectorStore:
-    return resources.store
-
-
-async def get_embedder(resources: ResourcesDep) -> Embedder:
-    return resources.embedder
-
-
-async def get_sparse_encoder(resources: ResourcesDep) -> Bm25Encoder:
-    return resources.sparse
-
-
 async def get_retriever(resources: ResourcesDep) -> HybridRetriever:
     return resources.retriever
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
-VectorStoreDep = Annotated[VectorStore, Depends(get_vector_store)]
-EmbedderDep = Annotated["Embedder", Depends(get_embedder)]
 RetrieverDep = Annotated["HybridRetriever", Depends(get_retriever)]
