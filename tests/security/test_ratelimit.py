@@ -196,6 +196,8 @@ def lease_tasks() -> list[asyncio.Task[object]]:
 async def test_a_crashed_replicas_stream_slot_is_free_once_its_lease_lapses(
     tmp_path: Path, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A crashed replica holds its readers' slots for one lease: short in production, tiny here.
+    assert rate_limiter.STREAM_LEASE_SECONDS <= 60
     monkeypatch.setattr(rate_limiter, "STREAM_LEASE_SECONDS", 1)
     settings = stream_settings(tmp_path, redis_prefix)
     crashed, survivor = RateLimiter(settings), RateLimiter(settings)
