@@ -27,7 +27,10 @@ def open_fence(line: str) -> str | None:
     return fence
 
 
-_CUSTOM_ID = re.compile(r"^(?P<text>.*?)\s*\{#(?P<id>[\w-]+)\}$")
+# An attribute list closing a heading: `{#id}` (Docusaurus; `\{#id\}` in MDX), `{ #id }`, `{: #id .class k=v }`
+# (MkDocs' attr_list). Its words: `#id`, `.class`, `key`, `key=value`, `key="quoted value"`.
+_ATTR_LIST = re.compile(r"\\?\{:?(?P<body>[^{}\\\n]*)\\?\}[ \t]*$")
+_ATTR_WORD = re.compile(r"""[ \t]*(?P<word>[^\s='"]+(?:=(?:"[^"]*"|'[^']*'|[^\s='"]+))?)[ \t]*""")
 _CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
 
 
@@ -59,13 +62,37 @@ def markdown_inline_text(text: str) -> str:
     return re.sub(r"\s+", " ", "".join(parts)).strip()
 
 
+def split_heading_id(raw: str) -> tuple[str, str | None]:
+    """A heading's source without its explicit id, and the id; `(raw, None)` when it has none.
+
+    The id is the `#id` of an attribute list that ends the heading: Docusaurus' `{#id}` (escaped `\\{#id\\}` in
+    MDX) or MkDocs' attr_list `{ #id }`, `{: #id }`, `{ #id .class key=value }` (the last `#id` if several).
+    Braces without an `#id` word (`{placeholder}`, `{{ var }}`, `{a: 1}`) are heading text. The text before the
+    list loses its trailing spaces, nothing else.
+    """
+    match = _ATTR_LIST.search(raw)
+    if match is None:
+        return raw, None
+    body = match.group("body")
+    heading_id = None
+    position = 0
+    while position < len(body):
+        found = _ATTR_WORD.match(body, position)
+        if found is None:  # not an attribute list, e.g. `{x = "y"}`
+            return raw, None
+        word = found.group("word")
+        if word.startswith("#") and len(word) > 1 and "=" not in word:
+            heading_id = word[1:]
+        position = found.end()
+    if heading_id is None:
+        return raw, None
+    return raw[: match.start()].rstrip(), heading_id
+
+
 def heading_text(raw: str) -> tuple[str, str | None]:
-    """A heading's plain text and its explicit `{#custom-id}`, which is removed from the text."""
-    raw = raw.strip()
-    match = _CUSTOM_ID.match(raw)
-    if match is not None:
-        return markdown_inline_text(match.group("text")), match.group("id")
-    return markdown_inline_text(raw), None
+    """A heading's plain text and its explicit id (see `split_heading_id`), which is removed from the text."""
+    text, heading_id = split_heading_id(raw.strip())
+    return markdown_inline_text(text), heading_id
 
 
 # --- heading anchors, as Docusaurus makes them (github-slugger) ---------------------------------------------

@@ -10,9 +10,10 @@ from bookchat.documents.chunking.sizing import Sizer, TokenCounter
 from bookchat.documents.loaders import LoadedDocument
 from bookchat.documents.markdown import fence_closes, open_fence
 
-# Bump when chunk boundaries or texts change (here, in sections.py or in sizing.py), so the next ingestion
-# re-chunks every document.
-CHUNKER_VERSION = "1"
+# Bump when chunk boundaries or texts change (here, in sections.py, in sizing.py or in the heading helpers of
+# documents/markdown.py), so the next ingestion re-chunks every document. 2: MkDocs' `{ #id }` and MDX's escaped
+# `\{#id\}` heading ids are recognised (clean heading paths, the id as anchor).
+CHUNKER_VERSION = "2"
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ def parse_markdown(markdown: str, *, slug_anchors: bool = True) -> list[Section]
     """Split Markdown into sections by heading; each holds text, code and table blocks in order.
 
     With `slug_anchors` (Docusaurus pages) every heading gets a github-slugger anchor, and h1 none (the theme
-    renders h1 without an id); otherwise only explicit `{#id}`s are anchors (HTML pages).
+    renders h1 without an id); otherwise only explicit ids (`{#id}`, `{ #id }`) are anchors (HTML pages).
     """
     slugger = Slugger()
     sections = [Section((), None)]
