@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from bookchat.documents.chunking import docusaurus_slug
+from bookchat.documents.chunking import chunk_markdown, docusaurus_slug
 from bookchat.web import pages
 from bookchat.web import router as web_router
 
@@ -249,3 +249,50 @@ async def test_the_demo_site_can_be_turned_off_while_the_widget_stays(
             assert response.status_code == 404, path
             assert response.headers["content-type"].startswith("application/problem+json"), path
             assert response.json()["code"] == "demo-disabled"
+
+
+HEADING_IDS = """# Sensor guide { #top }
+
+## Rig sensors {#rig}
+
+## Rig sensors { #rig-mkdocs }
+
+## The **spinning** lidar {: #spin .wide }
+
+## Cameras {#cams .wide data-x=1}
+
+## Escaped for MDX \\{#escaped\\}
+
+## The {placeholder} syntax
+
+## Using {{ variables }}
+
+## dict {a: 1}
+
+## Rig sensors
+"""
+
+
+def test_guide_headings_take_every_explicit_id_syntax_like_the_chunker(tmp_path: Path) -> None:
+    (tmp_path / "ids.md").write_text(HEADING_IDS, encoding="utf-8")
+    page = pages.render_page(tmp_path, "ids", widget_title="Ask")
+    assert page is not None
+    assert page.title == "Sensor guide"
+    headings = re.findall(r'<h2 id="([^"]*)">(.*?)</h2>', page.html)
+    assert headings == [
+        ("rig", "Rig sensors"),
+        ("rig-mkdocs", "Rig sensors"),
+        ("spin", "The <strong>spinning</strong> lidar"),
+        ("cams", "Cameras"),
+        ("escaped", "Escaped for MDX"),
+        ("the-placeholder-syntax", "The {placeholder} syntax"),
+        ("using--variables-", "Using {{ variables }}"),
+        ("dict-a-1", "dict {a: 1}"),
+        ("rig-sensors", "Rig sensors"),
+    ]
+    # The same anchors (and plain heading texts) as the ingestion gives the chunks, so every citation opens here.
+    book = HEADING_IDS.replace("\n\n", "\n\nText.\n\n") + "\nText.\n"
+    chunks = chunk_markdown(book, count_tokens=lambda text: len(text.split()), overlap_tokens=0)
+    assert chunks[0].heading_path == ("Sensor guide",)
+    assert [chunk.anchor for chunk in chunks[1:]] == [anchor for anchor, _ in headings]
+    assert [chunk.heading_path[-1] for chunk in chunks[1:]] == [re.sub(r"</?strong>", "", t) for _, t in headings]

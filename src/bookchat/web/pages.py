@@ -19,7 +19,7 @@ from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 
 from bookchat.documents.chunking import Slugger, docusaurus_slug
-from bookchat.documents.markdown import heading_text
+from bookchat.documents.markdown import heading_text, split_heading_id
 
 GUIDE_PREFIX = "/guide"
 PAGE_SUFFIXES = (".md", ".mdx")
@@ -31,7 +31,6 @@ _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", r
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 _MDX_LINE = re.compile(r"^\s*(import\s.+\sfrom\s|import\s+['\"]|export\s|<[A-Z][\w.]*[\s/>]|</[A-Z])")
 _ADMONITION = re.compile(r"^\s*:::\s*(\w+)?\s*(.*)$")
-_HEADING_ID = re.compile(r"\s*\{#([^}\s]+)\}\s*$")
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ def _doc_slug(relative: PurePosixPath, meta: dict[str, Any]) -> str:
 
 def _first_heading(body: str) -> str | None:
     match = re.search(r"^\s{0,3}#\s+(.+?)\s*#*\s*$", body, re.M)
-    return _HEADING_ID.sub("", match.group(1)).strip() if match else None
+    return split_heading_id(match.group(1))[0].strip() if match else None
 
 
 @lru_cache(maxsize=8)
@@ -212,11 +211,11 @@ class _Renderer:
         inline = tokens[idx + 1]
         # The same text and slugger as the ingestion's chunker, so `#anchor` of a citation exists here.
         text, custom_id = heading_text(inline.content)
-        if custom_id is not None:
-            # Docusaurus' explicit anchor syntax: "## Title {#my-id}" (the id is not part of the title).
-            for child in inline.children or []:
-                if child.type == "text":
-                    child.content = _HEADING_ID.sub("", child.content)
+        children = inline.children or []
+        if custom_id is not None and children and children[-1].type == "text":
+            # An explicit id ("## Title {#my-id}", "## Title { #my-id .wide }") ends the last piece of text and
+            # is not part of the title.
+            children[-1].content = split_heading_id(children[-1].content)[0]
         anchor = custom_id or self.slugger.slug(text)
         tokens[idx].attrSet("id", anchor)
         return renderer.renderToken(tokens, idx, options, env)
