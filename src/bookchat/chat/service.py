@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -31,7 +32,7 @@ from bookchat.chat.turn import Turn, cited
 from bookchat.config import Settings
 from bookchat.conversations.repository import ConversationNotFound, ConversationRepository
 from bookchat.conversations.schemas import Mode
-from bookchat.errors import NotFound, ServiceUnavailable
+from bookchat.errors import BookchatError, NotFound, ServiceUnavailable
 from bookchat.llm.errors import retry_after_seconds
 from bookchat.retrieval.search import HybridRetriever, Passage, SearchFilters
 
@@ -124,13 +125,17 @@ class ChatService:
             context=context,
             started=started,
         )
+        if isinstance(found, BaseException) and not isinstance(found, Exception):
+            # A cancellation (or an exit) is not a failed search: the turn is cancelled, and so is the caller.
+            await self._records.finish_detached(turn, "", status="cancelled")
+            raise found
         if isinstance(found, BaseException):
             log.error(
                 "book search failed",
                 exc_info=found,
                 extra={"conversation_id": str(turn.conversation_id)},
             )
-            await self._records.finish(turn, "", status="error", error_code="search-unavailable")
+            await self._records.finish_failed(turn, "", "search-unavailable")
             raise ServiceUnavailable(
                 "The book search is unavailable; try again shortly.",
                 headers={"Retry-After": "5"},
@@ -168,7 +173,9 @@ class ChatService:
         rewriter = CitationRewriter(len(candidates))
         answer = rewriter.rewrite(text)
         citations = cited(rewriter.order, candidates)
-        await self._records.finish(turn, answer, status="ok", citations=citations, usage=usage)
+        error = await self._records.answered(turn, answer, citations=citations, usage=usage)
+        if error is not None:
+            raise error
         return ChatResponse(
             conversation_id=turn.conversation_id,
             message_id=turn.message_id,
@@ -215,19 +222,20 @@ class ChatService:
 
                 answer_stream = AnswerStream.start(self.llm, self._agent_mode(turn), turn.items, turn.context)
                 source = answer_stream.deltas()
-            pieces = coalesce(source, DELTA_INTERVAL_SECONDS)
-            async for piece in pieces:
-                if len(turn.context.passages) != len(candidates) and turn.request.selected_text is None:
-                    candidates = turn.candidates()  # search_book found more passages
-                    rewriter.available = len(candidates)
-                text = rewriter.feed(piece)
-                if text:
-                    if turn.first_delta_ms is None:
-                        turn.first_delta_ms = turn.elapsed_ms
-                    emitted.append(text)
-                    fresh = _new_citations(rewriter.order, candidates, announced)
-                    announced = len(rewriter.order)
-                    yield "delta", DeltaEvent(text=text, citations=fresh)
+            # Closed with this generator too (the reader left mid-delta), so the source stops being read now.
+            async with contextlib.aclosing(coalesce(source, DELTA_INTERVAL_SECONDS)) as pieces:
+                async for piece in pieces:
+                    if len(turn.context.passages) != len(candidates) and turn.request.selected_text is None:
+                        candidates = turn.candidates()  # search_book found more passages
+                        rewriter.available = len(candidates)
+                    text = rewriter.feed(piece)
+                    if text:
+                        if turn.first_delta_ms is None:
+                            turn.first_delta_ms = turn.elapsed_ms
+                        emitted.append(text)
+                        fresh = _new_citations(rewriter.order, candidates, announced)
+                        announced = len(rewriter.order)
+                        yield "delta", DeltaEvent(text=text, citations=fresh)
             text = rewriter.finish()
             if text:
                 emitted.append(text)
@@ -240,17 +248,15 @@ class ChatService:
             await self._records.finish_detached(turn, "".join(emitted), status="cancelled")
             raise
         except Exception as exc:
-            error = await self._records.fail(turn, exc, partial="".join(emitted))
-            yield (
-                "error",
-                ErrorEvent(
-                    code=error.code, message=error.detail, status=error.status, retry_after=retry_after_seconds(error)
-                ),
-            )
+            yield "error", _error_event(await self._records.fail(turn, exc, partial="".join(emitted)))
             return
         usage = answer_stream.usage if answer_stream is not None else RunUsage()
         citations = cited(rewriter.order, candidates)
-        await self._records.finish(turn, "".join(emitted), status="ok", citations=citations, usage=usage)
+        # Written before `done` is sent: a reader told "done" can find the answer in the history.
+        error = await self._records.answered(turn, "".join(emitted), citations=citations, usage=usage)
+        if error is not None:
+            yield "error", _error_event(error)
+            return
         yield (
             "done",
             DoneEvent(
@@ -269,6 +275,12 @@ class ChatService:
 
     def _agent_mode(self, turn: Turn) -> AgentMode:
         return "selection" if turn.mode == "selection" else "retrieval"
+
+
+def _error_event(error: BookchatError) -> ErrorEvent:
+    return ErrorEvent(
+        code=error.code, message=error.detail, status=error.status, retry_after=retry_after_seconds(error)
+    )
 
 
 def _token_usage(usage: RunUsage) -> TokenUsage:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 # Text that arrives faster than this is sent as one delta: the first piece goes out at once, later ones at most
@@ -24,7 +24,7 @@ class _End:
     error: BaseException | None = None
 
 
-async def coalesce(pieces: AsyncIterator[str], interval: float) -> AsyncIterator[str]:
+async def coalesce(pieces: AsyncIterator[str], interval: float) -> AsyncGenerator[str, None]:
     """`pieces` re-cut: each yield joins everything that arrived since the previous one, and after a yield
     the next waits `interval` seconds (the first piece is never delayed). An error from `pieces` is raised
     after the text that came before it (a stray `CancelledError` as `SourceInterrupted`); closing this

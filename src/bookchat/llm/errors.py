@@ -38,6 +38,19 @@ def upstream_error(error: BaseException) -> BookchatError:
     Messages stay generic: upstream bodies may echo the prompt or name the account, so they are not
     passed on (the log line records the exception type).
     """
+    return _recognised(error) or BadGateway(
+        "The language model sent a response bookchat could not use.", code="llm-bad-response"
+    )
+
+
+def is_known_upstream_error(error: BaseException) -> bool:
+    """True for a failure models and their endpoints are known to have (a timeout, 429, 5xx, a dropped
+    connection, an error inside the stream, too many turns): one log line says enough. Anything else — a
+    response that could not be parsed, or a bug of ours — deserves its traceback."""
+    return _recognised(error) is not None
+
+
+def _recognised(error: BaseException) -> BookchatError | None:
     if isinstance(error, BookchatError):
         return error
     # Imported here: only a configured model raises these, and the SDK is slow to import (see bookchat.chat.context).
@@ -70,7 +83,7 @@ def upstream_error(error: BaseException) -> BookchatError:
         return BadGateway("The language model failed while answering.", code="llm-error")
     if isinstance(error, MaxTurnsExceeded):
         return BadGateway("The language model did not settle on an answer.", code="llm-no-answer")
-    return BadGateway("The language model sent a response bookchat could not use.", code="llm-bad-response")
+    return None
 
 
 def retry_after_seconds(error: BookchatError) -> int | None:
