@@ -122,6 +122,16 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(60.0, gt=0, le=600, description="Seconds before an LLM call is abandoned.")
     llm_max_retries: int = Field(2, ge=0, le=10, description="Retries on connection errors.")
     llm_tracing: bool = Field(False, description="Agents SDK tracing (needs an OpenAI key).")
+    pending_answer_timeout: float = Field(
+        600.0,
+        ge=60,
+        le=7 * 86_400,
+        description="An answer still pending this many seconds after its question (its process died mid-turn) "
+        "is marked error `interrupted`; never less than 5 × LLM_TIMEOUT.",
+    )
+    pending_sweep_interval: float = Field(
+        300.0, gt=0, le=86_400, description="Seconds between sweeps for interrupted answers (one runs at start-up)."
+    )
 
     # Security
     jwt_secret: SecretStr | None = Field(None, description="HS256 signing secret, 32 bytes or more.")

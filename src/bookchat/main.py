@@ -16,6 +16,7 @@ from bookchat import __version__
 from bookchat.auth.router import router as auth_router
 from bookchat.auth.tokens import TokenCodec
 from bookchat.chat.router import router as chat_router
+from bookchat.chat.upkeep import turn_upkeep
 from bookchat.config import Settings, SettingsError, load_settings
 from bookchat.conversations.router import router as conversations_router
 from bookchat.documents.ingest import IngestPipeline
@@ -91,6 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 # One line that names the fix; `QuietErrorsFilter` keeps uvicorn from adding a traceback.
                 log.error("start-up failed: %s", exc)
                 raise
+            # Answers a crash left pending are swept now and periodically; at shutdown, turn writes are drained.
+            await stack.enter_async_context(turn_upkeep(resources.database.pool, settings))
             stack.enter_context(serving_garbage_collection())
             log.info("bookchat ready", extra={"collection": settings.collection})
             yield

@@ -18,7 +18,8 @@ from bookchat.runtime.database import is_database_outage
 # the same as it was.
 log = logging.getLogger("bookchat.chat.service")
 
-# Database writes that must finish even when the request task is cancelled (the reader left).
+# Database writes that must finish even when the request task is cancelled (the reader left); the app's shutdown
+# waits for them (`drain_background_writes`).
 _background_writes: set[asyncio.Task[None]] = set()
 # As the app's edge answers a PostgreSQL outage (bookchat.edge.problems).
 DATABASE_RETRY_AFTER_SECONDS = 5
@@ -44,6 +45,17 @@ def store_error(exc: BaseException) -> BookchatError:
             code="database-unavailable",
         )
     return BookchatError("the answer could not be stored; quote the request id when reporting it")
+
+
+async def drain_background_writes(within: float) -> int:
+    """Wait up to `within` seconds for the detached writes still running (at shutdown); returns how many did
+    not finish in time (their rows stay `pending`, for the sweep of interrupted answers)."""
+    if not _background_writes:
+        return 0
+    _done, pending = await asyncio.wait(set(_background_writes), timeout=within)
+    if pending:
+        log.warning("turn writes unfinished at shutdown", extra={"writes": len(pending)})
+    return len(pending)
 
 
 class TurnRecords:

@@ -202,6 +202,18 @@ class ConversationRepository:
             error_code,
         )
 
+    async def sweep_interrupted(self, *, older_than: float) -> int:
+        """Mark answers still `pending` `older_than` seconds after they were started as `error` with code
+        `interrupted` (the process writing them died mid-turn); returns how many. Idempotent, and cheap: a
+        partial index holds only the pending rows."""
+        result: str = await self.pool.execute(
+            "UPDATE messages SET status = 'error', error_code = 'interrupted'"
+            " WHERE status = 'pending' AND role = 'assistant'"
+            " AND created_at < clock_timestamp() - make_interval(secs => $1::double precision)",
+            float(older_than),
+        )
+        return int(result.rsplit(" ", 1)[-1])
+
     async def list_conversations(
         self, owner_id: str, *, limit: int, cursor: str | None = None
     ) -> tuple[list[ConversationRecord], str | None]:
