@@ -117,7 +117,8 @@ async def test_selection_mode_sends_only_the_selection(
         json={
             "message": "How many joints does the arm have? Also explain Gazebo lidar and URDF.",
             "selected_text": selection,
-            "page_url": "https://book.example.org/docs/module-1/arm",
+            # A query string and fragment (session tokens, campaign ids) reach neither the model nor a citation.
+            "page_url": "https://reader@book.example.org/docs/module-1/arm?token=s3cret#joints",
         },
     )
     assert response.status_code == 200, response.text
@@ -125,6 +126,7 @@ async def test_selection_mode_sends_only_the_selection(
     sent = llm.last_request
     text = request_text(sent)
     assert selection in text
+    assert "s3cret" not in text
     for page in BOOK:  # nothing from the book leaks in: no passage text, no title
         assert page["text"][:40] not in text
         assert page["title"] not in text

@@ -7,7 +7,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bookchat.conversations.schemas import Citation, MessageStatus, Mode, TokenUsage
-from bookchat.text import StorableStr
+from bookchat.text import PageUrl, StorableStr
 
 __all__ = [
     "ChatFilters",
@@ -69,7 +69,7 @@ class ChatRequest(BaseModel):
         max_length=MAX_SELECTION_CHARS,
         description="Text the reader selected: the answer then uses only this text (no book search).",
     )
-    page_url: StorableStr | None = Field(
+    page_url: PageUrl | None = Field(
         None,
         max_length=2000,
         pattern=r"^https?://",

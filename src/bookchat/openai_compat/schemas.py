@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bookchat.chat.schemas import MAX_SELECTION_CHARS
 from bookchat.conversations.schemas import Citation, Mode
-from bookchat.text import StorableStr
+from bookchat.text import PageUrl, StorableStr
 
 __all__ = [
     "ChatCompletion",
@@ -132,7 +132,7 @@ class ChatCompletionRequest(BaseModel):
         max_length=MAX_SELECTION_CHARS,
         description="Answer from this text only (selection mode), as the widget's *Ask about this* does.",
     )
-    page_url: StorableStr | None = Field(
+    page_url: PageUrl | None = Field(
         None, max_length=2000, pattern=r"^https?://", description="Where the selection is."
     )
 
