@@ -21,6 +21,74 @@ MIN_TERM_COVERAGE = 0.9
 SURE_DENSE_COSINE = 0.6
 # Passages of each side read for the signals.
 GATE_DEPTH = 10
+# Question and function words left out of term coverage (the BM25 stop list keeps them: "how", "do", "i").
+QUESTION_WORDS = frozenset(
+    [
+        "how",
+        "do",
+        "does",
+        "did",
+        "i",
+        "me",
+        "my",
+        "mine",
+        "you",
+        "your",
+        "we",
+        "what",
+        "whats",
+        "what's",
+        "why",
+        "which",
+        "who",
+        "whom",
+        "where",
+        "when",
+        "can",
+        "could",
+        "should",
+        "would",
+        "will",
+        "is",
+        "am",
+        "was",
+        "were",
+        "been",
+        "being",
+        "have",
+        "has",
+        "had",
+        "get",
+        "got",
+        "make",
+        "use",
+        "using",
+        "there",
+        "here",
+        "about",
+        "some",
+        "any",
+        "all",
+        "just",
+        "so",
+        "then",
+        "than",
+        "also",
+        "not",
+        "no",
+        "yes",
+        "ok",
+        "okay",
+        "please",
+        "tell",
+        "explain",
+        "show",
+        "give",
+        "want",
+        "need",
+        "way",
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +118,12 @@ class CoverageVerdict:
     signals: CoverageSignals
 
 
+def content_terms(question: str, retriever: HybridRetriever) -> list[str]:
+    """The question's stemmed BM25 terms without QUESTION_WORDS: what the book must contain to answer it."""
+    kept = [word for word in question.lower().replace("?", " ").split() if word.strip(".,!;:'\"") not in QUESTION_WORDS]
+    return retriever.sparse.terms(" ".join(kept))
+
+
 def term_coverage(
     terms: Sequence[str], passages: Sequence[Passage], retriever: HybridRetriever
 ) -> tuple[float, tuple[str, ...]]:
@@ -72,7 +146,7 @@ async def coverage_signals(
         retriever.search(question, limit=GATE_DEPTH, filters=filters, mode="dense"),
         retriever.search(question, limit=GATE_DEPTH, filters=filters, mode="bm25"),
     )
-    coverage, missing = term_coverage(retriever.sparse.terms(question), [*sparse, *dense[:3]], retriever)
+    coverage, missing = term_coverage(content_terms(question, retriever), [*sparse, *dense[:3]], retriever)
     return CoverageSignals(dense[0].score if dense else 0.0, coverage, missing)
 
 
