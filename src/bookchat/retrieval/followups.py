@@ -50,7 +50,7 @@ _CONTINUATION_OPENINGS = (
 _ANAPHORA = frozenset(
     {"it", "its", "itself", "that", "this", "they", "them", "their", "those", "these", "one", "ones", "mine", "there"}
 )
-# Words whose presence means the message names its subject itself, unless it is very short.
+# A pronoun in a longer message usually has its antecedent in the message itself ("... so the node can use it").
 _PRONOUN_LIMIT_WORDS = 12
 
 
