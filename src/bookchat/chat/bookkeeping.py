@@ -140,6 +140,7 @@ class TurnRecords:
             prompt_tokens=usage.prompt_tokens if usage is not None and usage.requests else None,
             completion_tokens=usage.completion_tokens if usage is not None and usage.requests else None,
             error_code=error_code,
+            search_query=turn.search_query,
         )
         log.info(
             "chat turn",

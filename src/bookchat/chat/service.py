@@ -30,11 +30,12 @@ from bookchat.chat.schemas import (
 from bookchat.chat.streaming import DELTA_INTERVAL_SECONDS, coalesce
 from bookchat.chat.turn import Turn, cited
 from bookchat.config import Settings
-from bookchat.conversations.repository import ConversationNotFound, ConversationRepository
+from bookchat.conversations.repository import ConversationNotFound, ConversationRepository, HistoryMessage
 from bookchat.conversations.schemas import Mode
 from bookchat.errors import BookchatError, NotFound, ServiceUnavailable
 from bookchat.llm.errors import retry_after_seconds
-from bookchat.retrieval.search import HybridRetriever, Passage, SearchFilters
+from bookchat.retrieval.followups import FollowupSearch, search_followup
+from bookchat.retrieval.search import HybridRetriever, SearchFilters
 
 if TYPE_CHECKING:
     # The Agents SDK is imported at run time only where a model answers (see bookchat.chat.context).
@@ -51,8 +52,8 @@ def _new_citations(order: list[int], candidates: list[Citation], announced: int)
     return cited(order, candidates)[announced:] if len(order) > announced else []
 
 
-async def _no_passages() -> list[Passage]:
-    return []
+async def _no_search() -> FollowupSearch:
+    return FollowupSearch(queries=(), weights=(), dependent=False, hits=[])
 
 
 class ChatService:
@@ -88,6 +89,13 @@ class ChatService:
                 document_ids=tuple(str(document_id) for document_id in request.filters.document_ids),
                 path_prefix=request.filters.path_prefix,
             )
+        # Selection mode shows the model the selection and nothing else, earlier answers included.
+        history_messages = 0 if selection else HISTORY_MESSAGES
+        history: list[HistoryMessage] | None = None
+        if request.conversation_id is not None and history_messages:
+            # A follow-up's first search takes the previous question: the history the prompt replays is read
+            # first (once), then the write and the search run side by side.
+            history = await self.repository.recent_history(owner_id, request.conversation_id, history_messages)
         store = self.repository.start_turn(
             owner_id=owner_id,
             conversation_id=request.conversation_id,
@@ -95,13 +103,20 @@ class ChatService:
             selected_text=request.selected_text,
             page_url=request.page_url,
             mode=mode,
-            # Selection mode shows the model the selection and nothing else, earlier answers included.
-            history_messages=HISTORY_MESSAGES if mode == "retrieval" else 0,
+            history_messages=history_messages,
+            history=history,
         )
+        previous_questions = [message.content for message in history or [] if message.role == "user"]
         search = (
-            _no_passages()
+            _no_search()
             if selection
-            else self.retriever.search(request.message, limit=self.settings.search_limit, filters=filters)
+            else search_followup(
+                self.retriever,
+                request.message,
+                previous_questions,
+                limit=self.settings.search_limit,
+                filters=filters,
+            )
         )
         # The write and the search do not depend on each other: side by side, the first token comes sooner.
         stored, found = await asyncio.gather(store, search, return_exceptions=True)
@@ -141,7 +156,9 @@ class ChatService:
                 headers={"Retry-After": "5"},
                 code="search-unavailable",
             )
-        context.passages.extend(found)
+        context.passages.extend(found.hits)
+        # The broadest query run (a fused search also ran the message alone); None when nothing was searched.
+        turn.search_query = found.queries[-1] if found.queries else None
         turn.prepared_ms = turn.elapsed_ms
         if mode == "retrieval":
             turn.items = [*history_items(stored.history), user_item(turn)]

@@ -62,6 +62,7 @@ class Turn:
     started: float = field(default_factory=time.perf_counter)
     prepared_ms: int | None = None  # question stored and passages found
     first_delta_ms: int | None = None  # first piece of the answer ready to send
+    search_query: str | None = None  # what the first search ran (None: no search)
 
     @property
     def elapsed_ms(self) -> int:

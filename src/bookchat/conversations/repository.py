@@ -16,6 +16,8 @@ from bookchat.text import page_address, shorten
 
 MAX_TITLE_CHARS = 80
 MAX_MESSAGES_PER_CONVERSATION_READ = 1000
+# As the `messages.search_query` column's CHECK (migrations/006_search_query.sql).
+MAX_SEARCH_QUERY_CHARS = 4000
 
 
 class ConversationNotFound(LookupError):
@@ -71,6 +73,7 @@ class MessageRecord:
     completion_tokens: int | None
     created_at: datetime
     feedback: FeedbackRecord | None
+    search_query: str | None = None
 
 
 def title_from(question: str) -> str:
@@ -146,16 +149,18 @@ class ConversationRepository:
         page_url: str | None,
         mode: str,
         history_messages: int,
+        history: list[HistoryMessage] | None = None,
     ) -> StartedTurn:
         """Store the question and a `pending` answer row (one statement), before any model is called.
 
         Continues `conversation_id` when the owner has it (raises `ConversationNotFound` otherwise) or
-        starts a conversation titled after the question. Returns the recent history as it was before.
+        starts a conversation titled after the question. Returns the recent history as it was before: `history`
+        when the caller already read it (`recent_history`), else read here.
         """
-        history: list[HistoryMessage] = []
-        if conversation_id is not None and history_messages > 0:
-            rows = await self.pool.fetch(_HISTORY_SQL, conversation_id, owner_id, history_messages)
-            history = [HistoryMessage(row["role"], row["content"]) for row in reversed(rows)]
+        if history is None:
+            history = []
+            if conversation_id is not None and history_messages > 0:
+                history = await self.recent_history(owner_id, conversation_id, history_messages)
         # Whatever the caller validated: a page's query string and fragment are never stored.
         page_url = page_address(page_url) if page_url is not None else None
         if conversation_id is None:
@@ -171,6 +176,11 @@ class ConversationRepository:
         ids = {row["role"]: row["id"] for row in rows}
         return StartedTurn(rows[0]["conversation_id"], ids["user"], ids["assistant"], history)
 
+    async def recent_history(self, owner_id: str, conversation_id: UUID, limit: int) -> list[HistoryMessage]:
+        """The conversation's last `limit` messages worth replaying, oldest first (none when it is not the owner's)."""
+        rows = await self.pool.fetch(_HISTORY_SQL, conversation_id, owner_id, limit)
+        return [HistoryMessage(row["role"], row["content"]) for row in reversed(rows)]
+
     async def finish_message(
         self,
         message_id: UUID,
@@ -184,12 +194,13 @@ class ConversationRepository:
         prompt_tokens: int | None = None,
         completion_tokens: int | None = None,
         error_code: str | None = None,
+        search_query: str | None = None,
     ) -> None:
         """Record how an answer ended: `ok`, `error` (with `error_code`) or `cancelled` (partial content)."""
         await self.pool.execute(
             "UPDATE messages SET content = $2, status = $3, citations = $4::jsonb, mode = COALESCE($5, mode),"
-            " model = $6, latency_ms = $7, prompt_tokens = $8, completion_tokens = $9, error_code = $10"
-            " WHERE id = $1",
+            " model = $6, latency_ms = $7, prompt_tokens = $8, completion_tokens = $9, error_code = $10,"
+            " search_query = $11 WHERE id = $1",
             message_id,
             content,
             status,
@@ -200,6 +211,7 @@ class ConversationRepository:
             prompt_tokens,
             completion_tokens,
             error_code,
+            search_query[:MAX_SEARCH_QUERY_CHARS] if search_query is not None else None,
         )
 
     async def sweep_interrupted(self, *, older_than: float) -> int:
@@ -251,6 +263,7 @@ class ConversationRepository:
         rows = await self.pool.fetch(
             "SELECT m.id, m.role, m.content, m.selected_text, m.page_url, m.citations, m.mode, m.model,"
             " m.status, m.error_code, m.latency_ms, m.prompt_tokens, m.completion_tokens, m.created_at,"
+            " m.search_query,"
             " f.rating, f.comment, f.created_at AS feedback_created_at, f.updated_at AS feedback_updated_at"
             " FROM messages m JOIN conversations c ON c.id = m.conversation_id"
             " LEFT JOIN feedback f ON f.message_id = m.id AND f.owner_id = c.owner_id"
@@ -276,6 +289,7 @@ class ConversationRepository:
                 prompt_tokens=row["prompt_tokens"],
                 completion_tokens=row["completion_tokens"],
                 created_at=row["created_at"],
+                search_query=row["search_query"],
                 feedback=FeedbackRecord(
                     row["id"], row["rating"], row["comment"], row["feedback_created_at"], row["feedback_updated_at"]
                 )

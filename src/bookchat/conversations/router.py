@@ -78,6 +78,7 @@ def _message(record: MessageRecord) -> MessageOut:
         "error_code": record.error_code,
         "latency_ms": record.latency_ms,
         "usage": usage,
+        "search_query": record.search_query,
         "feedback": _feedback(record.feedback) if record.feedback is not None else None,
         "created_at": record.created_at,
     }

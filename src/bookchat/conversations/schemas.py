@@ -78,6 +78,12 @@ class MessageOut(BaseModel):
     error_code: str | None = None
     latency_ms: int | None = None
     usage: TokenUsage | None = None
+    search_query: str | None = Field(
+        None,
+        description="On an answer: the query its first book search ran. A follow-up is searched with the"
+        " conversation's previous question too; None in selection mode (no search).",
+        examples=["How does Gazebo simulate a lidar sensor?\nAnd how many rays does it cast?"],
+    )
     feedback: FeedbackOut | None = None
     created_at: datetime
 
