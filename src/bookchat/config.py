@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1, le=1000, description="Reciprocal-rank-fusion constant, used when FUSION=rrf.")
     prefetch_limit: int = Field(100, ge=1, le=1000, description="Candidates each of dense and BM25 contributes.")
     search_limit: int = Field(6, ge=1, le=50, description="Passages retrieved to answer a question.")
+    coverage_gate: bool = Field(
+        True,
+        description="Refuse, without calling the model, a question the book does not cover"
+        " (bookchat.retrieval.coverage_gate; answered: false).",
+    )
     sample_book: Path | None = Field(
         None, description="Folder ingested at start-up while the collection is empty (`serve` sets it)."
     )

@@ -33,7 +33,10 @@ async def test_selection_goes_to_the_model(chat_app: FastAPI, llm: FakeLLMServer
 async def test_failures_and_bad_questions(chat_app: FastAPI, llm: FakeLLMServer) -> None:
     llm.script(Error(500))
     err = io.StringIO()
-    assert await ask_in_terminal(chat_app.state.resources, "Why?", out=io.StringIO(), err=err) == 1
+    assert (
+        await ask_in_terminal(chat_app.state.resources, "Why do URDF joints connect links?", out=io.StringIO(), err=err)
+        == 1
+    )
     assert "llm-error" in err.getvalue()
     err = io.StringIO()
     assert await ask_in_terminal(chat_app.state.resources, "  ", out=io.StringIO(), err=err) == 2

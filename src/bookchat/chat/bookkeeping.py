@@ -76,12 +76,12 @@ class TurnRecords:
         return error
 
     async def answered(
-        self, turn: Turn, content: str, *, citations: list[Citation], usage: RunUsage
+        self, turn: Turn, content: str, *, citations: list[Citation], usage: RunUsage, answered: bool = True
     ) -> BookchatError | None:
         """Store the turn's answer as `ok`. If that write fails, the turn is stored as `error` instead (when the
         database lets it) and the problem to show the reader is returned; None when the answer is stored."""
         try:
-            await self.finish(turn, content, status="ok", citations=citations, usage=usage)
+            await self.finish(turn, content, status="ok", citations=citations, usage=usage, answered=answered)
         except Exception as exc:
             error = store_error(exc)
             self._log_failure(turn, error, exc, traceback=not is_database_outage(exc))
@@ -128,6 +128,7 @@ class TurnRecords:
         citations: list[Citation] | None = None,
         usage: RunUsage | None = None,
         error_code: str | None = None,
+        answered: bool | None = None,
     ) -> None:
         latency = turn.elapsed_ms
         await self.repository.finish_message(
@@ -141,6 +142,7 @@ class TurnRecords:
             completion_tokens=usage.completion_tokens if usage is not None and usage.requests else None,
             error_code=error_code,
             search_query=turn.search_query,
+            answered=answered,
         )
         log.info(
             "chat turn",
@@ -155,6 +157,7 @@ class TurnRecords:
                 "passages": len(turn.context.passages),
                 "searches": len(turn.context.searches),
                 "cited": len(citations or []),
+                "answered": answered,
                 "question_chars": len(turn.request.message),
                 # The selection is the reader's text: only its size is logged.
                 "selection_chars": len(turn.request.selected_text or ""),

@@ -87,6 +87,20 @@ class ChatRequest(BaseModel):
         return value
 
 
+ANSWERED_DESCRIPTION = (
+    "False when the book does not cover the question: found before any model call by the retrieval gate (then no"
+    " model is called and `closest_pages` lists the nearest sections), or said by the model itself."
+)
+
+
+class ClosestPage(BaseModel):
+    """A section near an unanswered question: offered to read, not cited."""
+
+    title: str = Field(examples=["Simulating sensors in Gazebo"])
+    url: str | None = Field(None, examples=["https://book.example.org/docs/module-2/gazebo-sensors"])
+    heading_path: list[str] = Field(default_factory=list, examples=[["Module 2", "Gazebo", "Sensors"]])
+
+
 class ChatResponse(BaseModel):
     """A complete answer. `citations` are the passages the answer cites, numbered as in its text."""
 
@@ -102,6 +116,10 @@ class ChatResponse(BaseModel):
     model: str | None = Field(None, description="The model that answered (None when extractive).")
     usage: TokenUsage
     latency_ms: int = Field(ge=0)
+    answered: bool = Field(True, description=ANSWERED_DESCRIPTION, examples=[True])
+    closest_pages: list[ClosestPage] = Field(
+        default_factory=list, description="When the gate found the question not covered: the nearest sections."
+    )
 
 
 # ---- Server-Sent Events (`event: <name>` / `data: <json>`), in order: meta, citations, delta*, done | error.
@@ -134,6 +152,8 @@ class DoneEvent(BaseModel):
     usage: TokenUsage
     latency_ms: int = Field(ge=0)
     model: str | None = None
+    answered: bool = Field(True, description=ANSWERED_DESCRIPTION, examples=[False])
+    closest_pages: list[ClosestPage] = Field(default_factory=list)
 
 
 class ErrorEvent(BaseModel):

@@ -14,6 +14,16 @@ from pydantic import BaseModel
 from bookchat.chat.bookkeeping import EmptyAnswer, TurnRecords
 from bookchat.chat.citations import CitationRewriter
 from bookchat.chat.context import AgentMode, AnswerContext, RunUsage
+from bookchat.chat.coverage import (
+    NOT_COVERED_REPLY,
+    SELECTION_NOT_COVERED_REPLY,
+    MarkerFilter,
+    closest_pages,
+    gate_question,
+    no_search,
+    search_and_gate,
+    strip_marker,
+)
 from bookchat.chat.extractive import extractive_pieces, extractive_text
 from bookchat.chat.inputs import HISTORY_MESSAGES, history_items, user_item
 from bookchat.chat.schemas import (
@@ -34,7 +44,7 @@ from bookchat.conversations.repository import ConversationNotFound, Conversation
 from bookchat.conversations.schemas import Mode
 from bookchat.errors import BookchatError, NotFound, ServiceUnavailable
 from bookchat.llm.errors import retry_after_seconds
-from bookchat.retrieval.followups import FollowupSearch, search_followup
+from bookchat.retrieval.followups import search_followup
 from bookchat.retrieval.search import HybridRetriever, SearchFilters
 
 if TYPE_CHECKING:
@@ -50,10 +60,6 @@ ServerEvent = tuple[str, BaseModel]
 def _new_citations(order: list[int], candidates: list[Citation], announced: int) -> list[Citation]:
     """Citations first used since `announced` were sent (most deltas cite nothing new)."""
     return cited(order, candidates)[announced:] if len(order) > announced else []
-
-
-async def _no_search() -> FollowupSearch:
-    return FollowupSearch(queries=(), weights=(), dependent=False, hits=[])
 
 
 class ChatService:
@@ -108,18 +114,23 @@ class ChatService:
         )
         previous_questions = [message.content for message in history or [] if message.role == "user"]
         search = (
-            _no_search()
+            no_search()
             if selection
-            else search_followup(
-                self.retriever,
-                request.message,
-                previous_questions,
-                limit=self.settings.search_limit,
-                filters=filters,
+            else search_and_gate(
+                self.retriever if self.settings.coverage_gate else None,
+                search_followup(
+                    self.retriever,
+                    request.message,
+                    previous_questions,
+                    limit=self.settings.search_limit,
+                    filters=filters,
+                ),
+                gate_question(request.message, previous_questions),
+                filters,
             )
         )
         # The write and the search do not depend on each other: side by side, the first token comes sooner.
-        stored, found = await asyncio.gather(store, search, return_exceptions=True)
+        stored, searched = await asyncio.gather(store, search, return_exceptions=True)
         if isinstance(stored, ConversationNotFound):
             raise NotFound("No such conversation.", code="conversation-not-found")
         if isinstance(stored, BaseException):
@@ -140,14 +151,14 @@ class ChatService:
             context=context,
             started=started,
         )
-        if isinstance(found, BaseException) and not isinstance(found, Exception):
+        if isinstance(searched, BaseException) and not isinstance(searched, Exception):
             # A cancellation (or an exit) is not a failed search: the turn is cancelled, and so is the caller.
             await self._records.finish_detached(turn, "", status="cancelled")
-            raise found
-        if isinstance(found, BaseException):
+            raise searched
+        if isinstance(searched, BaseException):
             log.error(
                 "book search failed",
-                exc_info=found,
+                exc_info=searched,
                 extra={"conversation_id": str(turn.conversation_id)},
             )
             await self._records.finish_failed(turn, "", "search-unavailable")
@@ -156,9 +167,16 @@ class ChatService:
                 headers={"Retry-After": "5"},
                 code="search-unavailable",
             )
-        context.passages.extend(found.hits)
+        found, verdict = searched
         # The broadest query run (a fused search also ran the message alone); None when nothing was searched.
         turn.search_query = found.queries[-1] if found.queries else None
+        if verdict is not None and not verdict.answered:
+            # The book does not cover the question: no model is called, and nothing is cited.
+            turn.covered = False
+            turn.closest = closest_pages(found.hits)
+            turn.prepared_ms = turn.elapsed_ms
+            return turn
+        context.passages.extend(found.hits)
         turn.prepared_ms = turn.elapsed_ms
         if mode == "retrieval":
             turn.items = [*history_items(stored.history), user_item(turn)]
@@ -171,6 +189,8 @@ class ChatService:
     async def answer(self, turn: Turn) -> ChatResponse:
         """Answer in one piece; an upstream failure is stored on the turn and raised as 502/503/504."""
         usage = RunUsage()
+        if not turn.covered:
+            return await self._not_covered_answer(turn)
         try:
             if self.llm is None:
                 text = extractive_text(turn)
@@ -179,6 +199,9 @@ class ChatService:
 
                 result = await run_answer(self.llm, self._agent_mode(turn), turn.items, turn.context)
                 text, usage = result.text, result.usage
+            text, not_covered = strip_marker(text)
+            if not_covered and not text.strip():
+                text = self._not_covered_reply(turn)
             if not text.strip():
                 raise EmptyAnswer
         except asyncio.CancelledError:
@@ -190,7 +213,7 @@ class ChatService:
         rewriter = CitationRewriter(len(candidates))
         answer = rewriter.rewrite(text)
         citations = cited(rewriter.order, candidates)
-        error = await self._records.answered(turn, answer, citations=citations, usage=usage)
+        error = await self._records.answered(turn, answer, citations=citations, usage=usage, answered=not not_covered)
         if error is not None:
             raise error
         return ChatResponse(
@@ -204,7 +227,31 @@ class ChatService:
             model=self._model_name,
             usage=_token_usage(usage),
             latency_ms=turn.elapsed_ms,
+            answered=not not_covered,
         )
+
+    async def _not_covered_answer(self, turn: Turn) -> ChatResponse:
+        """The gate's refusal as a whole answer: a plain sentence, nothing cited, the nearest sections offered."""
+        error = await self._records.answered(turn, NOT_COVERED_REPLY, citations=[], usage=RunUsage(), answered=False)
+        if error is not None:
+            raise error
+        return ChatResponse(
+            conversation_id=turn.conversation_id,
+            message_id=turn.message_id,
+            user_message_id=turn.user_message_id,
+            answer=NOT_COVERED_REPLY,
+            citations=[],
+            sources=[],
+            mode=turn.mode,
+            model=None,
+            usage=_token_usage(RunUsage()),
+            latency_ms=turn.elapsed_ms,
+            answered=False,
+            closest_pages=turn.closest,
+        )
+
+    def _not_covered_reply(self, turn: Turn) -> str:
+        return SELECTION_NOT_COVERED_REPLY if turn.mode == "selection" else NOT_COVERED_REPLY
 
     # ---- a streamed answer
 
@@ -225,9 +272,14 @@ class ChatService:
                 mode=turn.mode,
             ),
         )
+        if not turn.covered:
+            async for event in self._not_covered_stream(turn):
+                yield event
+            return
         candidates = turn.candidates()
         yield "citations", SourcesEvent(citations=candidates)
         rewriter = CitationRewriter(len(candidates))
+        marker = MarkerFilter()
         emitted: list[str] = []
         announced = 0
         answer_stream: AnswerStream | None = None
@@ -241,7 +293,11 @@ class ChatService:
                 source = answer_stream.deltas()
             # Closed with this generator too (the reader left mid-delta), so the source stops being read now.
             async with contextlib.aclosing(coalesce(source, DELTA_INTERVAL_SECONDS)) as pieces:
-                async for piece in pieces:
+                async for raw in pieces:
+                    # Held back while it may still be the NOT_COVERED marker, which no reader sees.
+                    piece = marker.feed(raw)
+                    if not piece:
+                        continue
                     if len(turn.context.passages) != len(candidates) and turn.request.selected_text is None:
                         candidates = turn.candidates()  # search_book found more passages
                         rewriter.available = len(candidates)
@@ -253,7 +309,9 @@ class ChatService:
                         fresh = _new_citations(rewriter.order, candidates, announced)
                         announced = len(rewriter.order)
                         yield "delta", DeltaEvent(text=text, citations=fresh)
-            text = rewriter.finish()
+            text = rewriter.feed(marker.finish()) + rewriter.finish()
+            if marker.found and not "".join(emitted).strip() and not text.strip():
+                text = self._not_covered_reply(turn)
             if text:
                 emitted.append(text)
                 yield "delta", DeltaEvent(text=text, citations=_new_citations(rewriter.order, candidates, announced))
@@ -270,7 +328,9 @@ class ChatService:
         usage = answer_stream.usage if answer_stream is not None else RunUsage()
         citations = cited(rewriter.order, candidates)
         # Written before `done` is sent: a reader told "done" can find the answer in the history.
-        error = await self._records.answered(turn, "".join(emitted), citations=citations, usage=usage)
+        error = await self._records.answered(
+            turn, "".join(emitted), citations=citations, usage=usage, answered=not marker.found
+        )
         if error is not None:
             yield "error", _error_event(error)
             return
@@ -283,6 +343,29 @@ class ChatService:
                 usage=_token_usage(usage),
                 latency_ms=turn.elapsed_ms,
                 model=self._model_name,
+                answered=not marker.found,
+            ),
+        )
+
+    async def _not_covered_stream(self, turn: Turn) -> AsyncIterator[ServerEvent]:
+        """The gate's refusal as events after `meta`: no candidates, one delta, then `done` (answered: false)."""
+        yield "citations", SourcesEvent(citations=[])
+        turn.first_delta_ms = turn.elapsed_ms
+        yield "delta", DeltaEvent(text=NOT_COVERED_REPLY)
+        error = await self._records.answered(turn, NOT_COVERED_REPLY, citations=[], usage=RunUsage(), answered=False)
+        if error is not None:
+            yield "error", _error_event(error)
+            return
+        yield (
+            "done",
+            DoneEvent(
+                message_id=turn.message_id,
+                status="ok",
+                citations=[],
+                usage=_token_usage(RunUsage()),
+                latency_ms=turn.elapsed_ms,
+                answered=False,
+                closest_pages=turn.closest,
             ),
         )
 

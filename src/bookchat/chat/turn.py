@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from bookchat.chat.context import AnswerContext
-from bookchat.chat.schemas import ChatRequest, Citation
+from bookchat.chat.schemas import ChatRequest, Citation, ClosestPage
 from bookchat.conversations.schemas import Mode
 from bookchat.retrieval.search import Passage
 from bookchat.text import shorten
@@ -63,6 +63,8 @@ class Turn:
     prepared_ms: int | None = None  # question stored and passages found
     first_delta_ms: int | None = None  # first piece of the answer ready to send
     search_query: str | None = None  # what the first search ran (None: no search)
+    covered: bool = True  # the coverage gate's verdict (False: the model is not called)
+    closest: list[ClosestPage] = field(default_factory=list)  # nearest sections when not covered
 
     @property
     def elapsed_ms(self) -> int:

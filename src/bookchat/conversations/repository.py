@@ -74,6 +74,7 @@ class MessageRecord:
     created_at: datetime
     feedback: FeedbackRecord | None
     search_query: str | None = None
+    answered: bool | None = None
 
 
 def title_from(question: str) -> str:
@@ -195,12 +196,13 @@ class ConversationRepository:
         completion_tokens: int | None = None,
         error_code: str | None = None,
         search_query: str | None = None,
+        answered: bool | None = None,
     ) -> None:
         """Record how an answer ended: `ok`, `error` (with `error_code`) or `cancelled` (partial content)."""
         await self.pool.execute(
             "UPDATE messages SET content = $2, status = $3, citations = $4::jsonb, mode = COALESCE($5, mode),"
             " model = $6, latency_ms = $7, prompt_tokens = $8, completion_tokens = $9, error_code = $10,"
-            " search_query = $11 WHERE id = $1",
+            " search_query = $11, answered = $12 WHERE id = $1",
             message_id,
             content,
             status,
@@ -212,6 +214,7 @@ class ConversationRepository:
             completion_tokens,
             error_code,
             search_query[:MAX_SEARCH_QUERY_CHARS] if search_query is not None else None,
+            answered,
         )
 
     async def sweep_interrupted(self, *, older_than: float) -> int:
@@ -263,7 +266,7 @@ class ConversationRepository:
         rows = await self.pool.fetch(
             "SELECT m.id, m.role, m.content, m.selected_text, m.page_url, m.citations, m.mode, m.model,"
             " m.status, m.error_code, m.latency_ms, m.prompt_tokens, m.completion_tokens, m.created_at,"
-            " m.search_query,"
+            " m.search_query, m.answered,"
             " f.rating, f.comment, f.created_at AS feedback_created_at, f.updated_at AS feedback_updated_at"
             " FROM messages m JOIN conversations c ON c.id = m.conversation_id"
             " LEFT JOIN feedback f ON f.message_id = m.id AND f.owner_id = c.owner_id"
@@ -290,6 +293,7 @@ class ConversationRepository:
                 completion_tokens=row["completion_tokens"],
                 created_at=row["created_at"],
                 search_query=row["search_query"],
+                answered=row["answered"],
                 feedback=FeedbackRecord(
                     row["id"], row["rating"], row["comment"], row["feedback_created_at"], row["feedback_updated_at"]
                 )

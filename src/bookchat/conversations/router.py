@@ -79,6 +79,7 @@ def _message(record: MessageRecord) -> MessageOut:
         "latency_ms": record.latency_ms,
         "usage": usage,
         "search_query": record.search_query,
+        "answered": record.answered,
         "feedback": _feedback(record.feedback) if record.feedback is not None else None,
         "created_at": record.created_at,
     }

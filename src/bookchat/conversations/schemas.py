@@ -84,6 +84,12 @@ class MessageOut(BaseModel):
         " conversation's previous question too; None in selection mode (no search).",
         examples=["How does Gazebo simulate a lidar sensor?\nAnd how many rays does it cast?"],
     )
+    answered: bool | None = Field(
+        None,
+        description="On a completed answer: false when the book (or the selection) does not cover the question;"
+        " None on questions and on answers that did not complete.",
+        examples=[True],
+    )
     feedback: FeedbackOut | None = None
     created_at: datetime
 

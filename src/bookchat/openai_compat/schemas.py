@@ -171,6 +171,9 @@ class ChatCompletion(BaseModel):
     citations: list[Citation] = Field(default_factory=list)
     conversation_id: UUID | None = Field(None, description="Where bookchat stored the exchange (extension).")
     mode: Mode | None = Field(None, description="retrieval, selection or extractive (extension).")
+    answered: bool | None = Field(
+        None, description="False when the book does not cover the question (extension).", examples=[True]
+    )
 
 
 class Delta(BaseModel):
@@ -197,6 +200,7 @@ class ChatCompletionChunk(BaseModel):
     usage: Usage | None = None
     citations: list[Citation] | None = None
     conversation_id: UUID | None = None
+    answered: bool | None = Field(None, description="On the chunk with `finish_reason` (extension).")
 
 
 class Model(BaseModel):

@@ -223,6 +223,7 @@ class CompletionService:
             citations=answer.citations,
             conversation_id=answer.conversation_id,
             mode=answer.mode,
+            answered=answer.answered,
         )
 
     async def stream(self, prepared: Prepared) -> AsyncGenerator[bytes, None]:
@@ -253,7 +254,7 @@ class CompletionService:
                     notes = footnotes(event.citations)
                     if notes:
                         yield _sse(chunk(Delta(content=notes)))
-                    yield _sse(chunk(Delta(), finish_reason="stop", citations=event.citations))
+                    yield _sse(chunk(Delta(), finish_reason="stop", citations=event.citations, answered=event.answered))
                     if prepared.include_usage:
                         usage = _usage(event.usage, prepared.question, "".join(written))
                         last = ChatCompletionChunk(
