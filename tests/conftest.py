@@ -82,6 +82,23 @@ async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
         await admin.close()
 
 
+@pytest.fixture
+async def empty_database(postgres_server_url: str) -> AsyncIterator[str]:
+    """A second throw-away database with no schema (migration tests), dropped after the test."""
+    name = f"bookchat_migrate_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield _with_database(postgres_server_url, name)
+    admin = await asyncpg.connect(postgres_server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One `models` folder for every data folder of the session: the bundled embedding model is converted into

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -20,20 +20,7 @@ from bookchat.runtime.database import (
     apply_migrations,
     load_migrations,
 )
-from tests.conftest import _with_database, traversable_temp_dir
-
-
-@pytest.fixture
-async def empty_database(postgres_server_url: str) -> AsyncIterator[str]:
-    """A second throw-away database with no schema, for migration tests."""
-    name = f"bookchat_migrate_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres_server_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    yield _with_database(postgres_server_url, name)
-    admin = await asyncpg.connect(postgres_server_url)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+from tests.conftest import traversable_temp_dir
 
 
 def test_migrations_are_ordered_sql_files() -> None:

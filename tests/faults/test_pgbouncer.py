@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,7 +18,7 @@ import pytest
 from bookchat.config import Settings
 from bookchat.runtime.database import load_migrations
 from tests.chat.fixtures import chat_app_for, reader_on
-from tests.conftest import ADMIN_TOKEN, _with_database, client_for
+from tests.conftest import ADMIN_TOKEN, client_for
 from tests.faults.services import PgBouncer
 
 
@@ -34,18 +34,6 @@ def pgbouncer(postgres_server_url: str) -> Iterator[PgBouncer]:
         bouncer.close()
 
 
-@pytest.fixture
-async def fresh_database(postgres_server_url: str) -> AsyncIterator[str]:
-    name = f"bookchat_bouncer_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(postgres_server_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    yield _with_database(postgres_server_url, name)
-    admin = await asyncpg.connect(postgres_server_url)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
-
-
 async def advisory_locks_held(database_url: str) -> int:
     conn = await asyncpg.connect(database_url)
     try:
@@ -58,10 +46,10 @@ async def advisory_locks_held(database_url: str) -> int:
         await conn.close()
 
 
-async def test_two_replicas_migrate_together_through_the_pooler(pgbouncer: PgBouncer, fresh_database: str) -> None:
+async def test_two_replicas_migrate_together_through_the_pooler(pgbouncer: PgBouncer, empty_database: str) -> None:
     env = {
         **os.environ,
-        "BOOKCHAT_DATABASE_URL": pgbouncer.url_for(fresh_database),
+        "BOOKCHAT_DATABASE_URL": pgbouncer.url_for(empty_database),
         "BOOKCHAT_DB_STATEMENT_CACHE_SIZE": "0",
     }
     replicas = [
@@ -75,13 +63,13 @@ async def test_two_replicas_migrate_together_through_the_pooler(pgbouncer: PgBou
     applied = sorted(line for _, output in outputs for line in output.splitlines() if "applied" in line)
     # One replica applied every migration, the other found them done.
     assert sum("applied 0 migration" in line for line in applied) == 1, applied
-    conn = await asyncpg.connect(fresh_database)
+    conn = await asyncpg.connect(empty_database)
     try:
         versions = [row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
     finally:
         await conn.close()
     assert versions == [migration.version for migration in load_migrations()]
-    assert await advisory_locks_held(fresh_database) == 0
+    assert await advisory_locks_held(empty_database) == 0
 
 
 async def test_concurrent_uploads_and_chat_through_the_pooler(

@@ -327,10 +327,32 @@ class ChatService:
             return
         usage = answer_stream.usage if answer_stream is not None else RunUsage()
         citations = cited(rewriter.order, candidates)
-        # Written before `done` is sent: a reader told "done" can find the answer in the history.
-        error = await self._records.answered(
-            turn, "".join(emitted), citations=citations, usage=usage, answered=not marker.found
-        )
+        async for event in self._stored_then_done(
+            turn, "".join(emitted), citations, usage, answered=not marker.found, model=self._model_name
+        ):
+            yield event
+
+    async def _not_covered_stream(self, turn: Turn) -> AsyncIterator[ServerEvent]:
+        """The gate's refusal as events after `meta`: no candidates, one delta, then `done` (answered: false)."""
+        yield "citations", SourcesEvent(citations=[])
+        turn.first_delta_ms = turn.elapsed_ms
+        yield "delta", DeltaEvent(text=NOT_COVERED_REPLY)
+        async for event in self._stored_then_done(turn, NOT_COVERED_REPLY, [], RunUsage(), answered=False, model=None):
+            yield event
+
+    async def _stored_then_done(
+        self,
+        turn: Turn,
+        text: str,
+        citations: list[Citation],
+        usage: RunUsage,
+        *,
+        answered: bool,
+        model: str | None,
+    ) -> AsyncIterator[ServerEvent]:
+        """The answer stored, then `done`; `error` instead when it could not be stored. Written before `done`
+        is sent, so a reader told "done" finds the answer in the history."""
+        error = await self._records.answered(turn, text, citations=citations, usage=usage, answered=answered)
         if error is not None:
             yield "error", _error_event(error)
             return
@@ -342,29 +364,8 @@ class ChatService:
                 citations=citations,
                 usage=_token_usage(usage),
                 latency_ms=turn.elapsed_ms,
-                model=self._model_name,
-                answered=not marker.found,
-            ),
-        )
-
-    async def _not_covered_stream(self, turn: Turn) -> AsyncIterator[ServerEvent]:
-        """The gate's refusal as events after `meta`: no candidates, one delta, then `done` (answered: false)."""
-        yield "citations", SourcesEvent(citations=[])
-        turn.first_delta_ms = turn.elapsed_ms
-        yield "delta", DeltaEvent(text=NOT_COVERED_REPLY)
-        error = await self._records.answered(turn, NOT_COVERED_REPLY, citations=[], usage=RunUsage(), answered=False)
-        if error is not None:
-            yield "error", _error_event(error)
-            return
-        yield (
-            "done",
-            DoneEvent(
-                message_id=turn.message_id,
-                status="ok",
-                citations=[],
-                usage=_token_usage(RunUsage()),
-                latency_ms=turn.elapsed_ms,
-                answered=False,
+                model=model,
+                answered=answered,
                 closest_pages=turn.closest,
             ),
         )
