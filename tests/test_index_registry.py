@@ -52,3 +52,24 @@ async def test_a_second_local_store_on_one_database_is_refused(
     with pytest.raises(ForeignVectorStore):
         async with AsyncExitStack() as stack:
             await open_resources(first, stack, rate_limits=False)
+
+
+async def test_a_wiped_index_is_refused_with_the_rebuild_named(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    async with AsyncExitStack() as stack:
+        resources = await open_resources(settings, stack, rate_limits=False)
+        pipeline = IngestPipeline(resources.database.pool, resources.retriever, resources.embedder, settings)
+        await pipeline.ingest_document("a.md", "# A\n\nA page that must survive a wiped index.")
+        await resources.store.run(resources.store.client.delete_collection(settings.collection))
+    with pytest.raises(ForeignVectorStore, match="wiped or recreated") as refused:
+        async with AsyncExitStack() as stack:
+            await open_resources(settings, stack, rate_limits=False)
+    assert "--reindex" in str(refused.value)
+    async with AsyncExitStack() as stack:
+        resources = await open_resources(settings, stack, check_collection=False, rate_limits=False)
+        await resources.retriever.ensure_collection()
+        pipeline = IngestPipeline(resources.database.pool, resources.retriever, resources.embedder, settings)
+        await pipeline.reindex()
+    async with AsyncExitStack() as stack:
+        resources = await open_resources(settings, stack, rate_limits=False)
+        assert (await resources.retriever.search("survive a wiped index", limit=1))[0].source_path == "a.md"

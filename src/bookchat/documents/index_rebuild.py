@@ -13,7 +13,7 @@ from bookchat.documents import repository as repo
 from bookchat.documents.discovery import SkippedFile
 from bookchat.documents.ingest_summary import DocumentOutcome, IngestSummary, Outcome, ProgressTracker
 from bookchat.documents.loaders import UnsupportedDocument
-from bookchat.documents.preparation import DocumentInput, DocumentPreparer, PreparedDocument, document_id_for
+from bookchat.documents.preparation import DocumentInput, DocumentPreparer, PreparedDocument
 from bookchat.documents.repository import DocumentRow
 from bookchat.retrieval.search import HybridRetriever, Passage, passage_from_payload
 from bookchat.retrieval.store import VectorStore
@@ -84,11 +84,11 @@ class IndexRebuild:
             self.summary.count(DocumentOutcome(item.document_id, item.source_path, outcome, len(item.passages)))
             self.summary.chunks += len(item.passages)
             self.tracker.advance(item.source_path, outcome)
+        path_of = {str(row.id): row.source_path for row in rows.values()}
         for row_id, chunks in carried.items():
-            row = next(row for row in rows.values() if str(row.id) == row_id)
-            self.summary.count(DocumentOutcome(row_id, row.source_path, "updated", len(chunks)))
+            self.summary.count(DocumentOutcome(row_id, path_of[row_id], "updated", len(chunks)))
             self.summary.chunks += len(chunks)
-            self.tracker.advance(row.source_path, "updated")
+            self.tracker.advance(path_of[row_id], "updated")
 
     async def _collect(
         self, rows: dict[str, DocumentRow], fresh: dict[str, DocumentInput], base_url: str | None
@@ -129,7 +129,6 @@ class IndexRebuild:
             carried[str(row.id)] = [dataclasses.replace(passage, generation=row.generation) for passage in chunks]
             if not chunks:
                 log.warning("no chunks to carry over", extra={"source_path": row.source_path})
-        assert all(item.document_id == document_id_for(self.collection, item.source_path) for item in prepared)
         return prepared, carried
 
     async def _abandon(self, target: VectorStore, new_rows: list[UUID]) -> None:

@@ -37,6 +37,13 @@ async def claim_index(conn: Conn, store: VectorStore) -> None:
         location[:2000],
     )
     assert recorded is not None
+    if recorded["index_id"] != index_id and recorded["location"] == location:
+        # Same place, another build: the folder or collection was wiped and created afresh, empty.
+        raise ForeignVectorStore(
+            f"the index of collection {store.collection!r} at {location} is not the one this database recorded "
+            f"(index {recorded['index_id']}; it was wiped or recreated since): rebuild it from the database with "
+            "`bookchat ingest PATH --reindex`"
+        )
     if recorded["index_id"] != index_id:
         raise ForeignVectorStore(
             f"collection {store.collection!r} of this database is indexed in another vector store "
