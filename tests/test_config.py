@@ -58,6 +58,14 @@ def test_pool_bounds_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings(_env_file=None)
 
 
+def test_a_pool_of_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An ingestion holds a connection for its lock and writes on another: one connection would wait for ever.
+    monkeypatch.setenv("BOOKCHAT_DB_POOL_MIN_SIZE", "0")
+    monkeypatch.setenv("BOOKCHAT_DB_POOL_MAX_SIZE", "1")
+    with pytest.raises(SettingsError, match="BOOKCHAT_DB_POOL_MAX_SIZE"):
+        load_settings(_env_file=None)
+
+
 def test_dotenv_file_is_read(tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     env = tmp_path / ".env"  # type: ignore[operator]
     env.write_text("BOOKCHAT_COLLECTION=from-dotenv\n")

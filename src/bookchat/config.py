@@ -62,7 +62,8 @@ class Settings(BaseSettings):
         None, description="Server the test suite creates its throw-away databases on."
     )
     db_pool_min_size: int = Field(1, ge=0, le=100, description="Connections kept open in the pool.")
-    db_pool_max_size: int = Field(10, ge=1, le=500, description="Upper bound of pooled connections.")
+    # At least 2: an ingestion holds one connection for its lock's transaction and writes on another.
+    db_pool_max_size: int = Field(10, ge=2, le=500, description="Upper bound of pooled connections.")
     db_command_timeout: float = Field(30.0, gt=0, le=600, description="Seconds before a SQL command is cancelled.")
     db_statement_cache_size: int = Field(
         100,
