@@ -31,6 +31,27 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     stream_error: str | None = None
     delay: float = 0.0  # seconds between streamed words
+    answered: bool = True
+    closest_pages: list[dict[str, Any]] = field(default_factory=list)
+
+
+NOT_COVERED = "The book does not seem to cover this question."
+
+
+def closest_page(title: str, url: str, *headings: str) -> dict[str, Any]:
+    return {"title": title, "url": url, "heading_path": [title, *headings]}
+
+
+def not_covered(base_url: str) -> Reply:
+    """What the real server sends when its coverage gate finds the question not covered: no citations."""
+    return Reply(
+        NOT_COVERED,
+        answered=False,
+        closest_pages=[
+            closest_page("Getting started", base_url + "/#install", "Install"),
+            closest_page("Operations", base_url + "/operations#backups", "Backups"),
+        ],
+    )
 
 
 def citation(index: int, url: str, title: str = "Getting started", heading: str = "Install") -> dict[str, Any]:
@@ -92,7 +113,12 @@ class StubApi:
             body = await request.json()
             self.chat_requests.append(body)
             self.chat_tokens.append(request.headers["authorization"].removeprefix("Bearer "))
-            reply = self.replies.popleft() if self.replies else Reply()
+            if self.replies:
+                reply = self.replies.popleft()
+            elif "cake" in str(body.get("message", "")).lower():
+                reply = not_covered(str(request.base_url).rstrip("/"))  # the book is not a cookbook
+            else:
+                reply = Reply()
             if reply.status != 200:
                 return JSONResponse(
                     {"type": "about:blank", "title": "Error", "status": reply.status, "detail": "scripted"},
@@ -121,6 +147,7 @@ class StubApi:
                     "content": reply.text,
                     "citations": reply.citations,
                     "status": "ok",
+                    "answered": reply.answered,
                 }
             )
 
@@ -128,7 +155,8 @@ class StubApi:
                 yield sse("meta", {"conversation_id": conversation_id, "message_id": message_id})
                 # Like the real API: `citations` lists candidates numbered as the model saw them (a decoy here),
                 # the answer's final numbers arrive with the delta that first cites them.
-                yield sse("citations", {"citations": [citation(1, "https://decoy.invalid/", title="Decoy")]})
+                decoys = [citation(1, "https://decoy.invalid/", title="Decoy")] if reply.answered else []
+                yield sse("citations", {"citations": decoys})
                 for position, word in enumerate(reply.text.split(" ")):
                     if reply.delay:
                         await asyncio.sleep(reply.delay)
@@ -137,7 +165,8 @@ class StubApi:
                 if reply.stream_error:
                     yield sse("error", {"code": "upstream-error", "message": reply.stream_error})
                     return
-                yield sse("done", {"usage": {"total_tokens": 3}, "citations": reply.citations})
+                done = {"usage": {"total_tokens": 3}, "citations": reply.citations, "answered": reply.answered}
+                yield sse("done", done | {"closest_pages": reply.closest_pages})
 
             return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 

@@ -276,3 +276,20 @@ def test_markup_in_passages_and_answers_stays_text(site: Site, fake: FakeLLMServ
     assert browser_page.evaluate("() => window.__pwned") is None
     assert watch.dialogs == []
     assert all(url.startswith(site.url) for url in watch.requests), watch.requests
+
+
+def test_off_topic_question_shows_the_not_covered_note(
+    site: Site, fake: FakeLLMServer, page: tuple[Page, Watch]
+) -> None:
+    browser_page, _ = page
+    browser_page.goto(site.url + "/")
+    open_chat(browser_page)
+    ask(browser_page, "What is a good recipe for chocolate cake?")
+    answer = browser_page.locator(".bkc-msg-assistant").last
+    expect(answer.locator(".bkc-uncovered-note")).to_have_text("Not covered by the book.")
+    expect(answer.locator(".bkc-sources")).to_be_hidden()
+    links = answer.get_by_role("list", name="Closest pages:").get_by_role("link")
+    expect(links).not_to_have_count(0)
+    for href in links.evaluate_all("(nodes) => nodes.map((node) => node.href)"):
+        assert href.startswith(site.guide), href
+    assert fake.requests == []  # the coverage gate answered: the model was not called

@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect
 
 from tests.web.live_server import LiveServer
 from tests.web.page_actions import select_sentence
-from tests.web.stub_api import Reply, StubApi, citation
+from tests.web.stub_api import NOT_COVERED, Reply, StubApi, citation
 
 GUIDE = """---
 title: Getting started
@@ -100,6 +100,56 @@ def test_streamed_answer_with_citation_links(api: StubApi, page: Page, base_url:
     expect(answer.locator(".bkc-sources a")).to_have_attribute("href", url)
     expect(answer.locator(".bkc-sources")).to_contain_text("Getting started › Install")
     assert api.chat_requests[-1] == {"message": "How do I install it?", "stream": True}
+
+
+def test_unanswered_reply_offers_closest_pages_not_sources(api: StubApi, page: Page, base_url: str) -> None:
+    open_panel(page, base_url)
+    ask(page, "What is a good recipe for chocolate cake?")
+    answer = page.locator(".bkc-msg-assistant").last
+    expect(answer.locator(".bkc-uncovered-note")).to_have_text("Not covered by the book.")
+    expect(answer.locator(".bkc-body")).to_have_text(NOT_COVERED)
+    closest = answer.get_by_role("list", name="Closest pages:")
+    links = closest.get_by_role("link")
+    expect(links).to_have_count(2)
+    expect(links.nth(0)).to_have_text("Getting started")
+    expect(links.nth(0)).to_have_attribute("href", base_url + "/#install")
+    expect(links.nth(0)).to_have_attribute("title", "Getting started › Install")
+    expect(links.nth(1)).to_have_text("Operations")
+    expect(links.nth(1)).to_have_attribute("href", base_url + "/operations#backups")
+    expect(answer.locator(".bkc-sources")).to_be_hidden()
+    expect(answer.locator(".bkc-sources a, .bkc-cite")).to_have_count(0)
+    expect(answer).to_have_class(re.compile(r"\bbkc-msg-unanswered\b"))
+
+    # The next, answered reply renders as before: sources, no note.
+    url = base_url + "/#install"
+    api.replies.append(Reply("Run `make serve` [1].", [citation(1, url)]))
+    ask(page, "How do I install it?")
+    answered = page.locator(".bkc-msg-assistant").last
+    expect(answered.locator(".bkc-sources a")).to_have_attribute("href", url)
+    expect(answered.locator(".bkc-uncovered")).to_be_hidden()
+    expect(answered).not_to_have_class(re.compile(r"\bbkc-msg-unanswered\b"))
+
+    # From the stored history (which keeps `answered`, not the closest pages) the note comes back, sources do not.
+    page.reload()
+    expect(page.locator(".bkc-msg-assistant")).to_have_count(2)
+    restored = page.locator(".bkc-msg-assistant").first
+    expect(restored.locator(".bkc-uncovered-note")).to_have_text("Not covered by the book.")
+    expect(restored.locator(".bkc-sources")).to_be_hidden()
+    expect(page.locator(".bkc-msg-assistant").last.locator(".bkc-sources a")).to_have_attribute("href", url)
+
+
+def test_unanswered_reply_in_dark_theme_is_styled(api: StubApi, page: Page, base_url: str) -> None:
+    open_panel(page, base_url)
+    colours = {}
+    for theme in ("light", "dark"):
+        page.evaluate("(theme) => document.documentElement.setAttribute('data-theme', theme)", theme)
+        if theme == "light":
+            ask(page, "Any cake in here?")
+        box = page.locator(".bkc-msg-assistant .bkc-uncovered").last
+        expect(box).to_be_visible()
+        colours[theme] = box.evaluate("(node) => getComputedStyle(node).backgroundColor")
+    assert colours["light"] != colours["dark"], colours
+    assert colours["light"] not in {"rgba(0, 0, 0, 0)", "transparent"}
 
 
 def test_rate_limit_says_when_to_retry(api: StubApi, page: Page, base_url: str) -> None:

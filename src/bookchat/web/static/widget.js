@@ -667,12 +667,17 @@
     this.body = el("div", "bkc-body");
     this.sources = el("div", "bkc-sources");
     this.sources.hidden = true;
+    this.uncovered = el("div", "bkc-uncovered");
+    this.uncovered.hidden = true;
     this.footer = el("div", "bkc-footer");
     this.node.appendChild(this.body);
     this.node.appendChild(this.sources);
+    this.node.appendChild(this.uncovered);
     this.node.appendChild(this.footer);
     this.text = "";
     this.citations = {};
+    this.answered = true; // false: the book does not cover the question (then closestPages, and no sources)
+    this.closestPages = [];
     this.id = null;
     this.frame = 0;
     log.appendChild(this.node);
@@ -687,6 +692,17 @@
       }
     });
     this.citations = byIndex;
+  };
+
+  AssistantMessage.prototype.setCoverage = function (reply) {
+    // `answered: false` (JSON reply, SSE `done`, stored answer): the book does not cover the question.
+    if (!reply || reply.answered !== false) return;
+    this.answered = false;
+    this.closestPages = (Array.isArray(reply.closest_pages) ? reply.closest_pages : [])
+      .filter(function (page) {
+        return page && typeof page === "object" && page.title;
+      })
+      .slice(0, 3);
   };
 
   AssistantMessage.prototype.addCitations = function (list) {
@@ -758,6 +774,37 @@
     this.sources.hidden = false;
   };
 
+  AssistantMessage.prototype.renderUncovered = function () {
+    // An unanswered reply: a note and the nearest sections to read. They are offered, not cited: no sources.
+    this.uncovered.replaceChildren();
+    this.node.classList.add("bkc-msg-unanswered");
+    this.uncovered.appendChild(el("p", "bkc-uncovered-note", "Not covered by the book."));
+    if (this.closestPages.length) {
+      var headingId = nextId("closest");
+      var heading = el("p", "bkc-closest-title", "Closest pages:");
+      heading.id = headingId;
+      var listNode = el("ul", "bkc-closest-list");
+      listNode.setAttribute("aria-labelledby", headingId);
+      this.closestPages.forEach(function (page) {
+        var item = el("li", "bkc-closest");
+        var url = page.url ? httpUrl(page.url, location.href) : null;
+        var link = el(url ? "a" : "span", "bkc-closest-link", page.title);
+        if (Array.isArray(page.heading_path) && page.heading_path.length) {
+          link.title = page.heading_path.map(String).join(" › ");
+        }
+        if (url) {
+          link.href = url.href;
+          linkTarget(link, url);
+        }
+        item.appendChild(link);
+        listNode.appendChild(item);
+      });
+      this.uncovered.appendChild(heading);
+      this.uncovered.appendChild(listNode);
+    }
+    this.uncovered.hidden = false;
+  };
+
   AssistantMessage.prototype.finish = function (options) {
     if (this.frame) {
       window.cancelAnimationFrame(this.frame);
@@ -766,7 +813,13 @@
     this.node.removeAttribute("aria-busy");
     if (this.text) this.render();
     else this.body.replaceChildren();
-    this.renderSources();
+    if (this.answered === false) {
+      this.citations = {};
+      this.renderSources(); // hides the sources block
+      this.renderUncovered();
+    } else {
+      this.renderSources();
+    }
     if (options && options.note) this.footer.appendChild(el("p", "bkc-note", options.note));
     if (this.id && this.text) this.addFeedback(options && options.feedback);
   };
@@ -876,6 +929,7 @@
           reply.id = message.id || null;
           reply.text = message.content;
           reply.setCitations(message.citations);
+          reply.setCoverage(message);
           var note = null;
           if (message.status === "cancelled") note = "Stopped before the answer was complete.";
           else if (message.status === "pending") note = "This answer was still being written when the page closed.";
@@ -952,6 +1006,7 @@
         reply.id = whole.message_id || null;
         reply.text = String(whole.answer || "");
         reply.setCitations(whole.citations);
+        reply.setCoverage(whole);
         finished = true;
       } else {
         var failure = null;
@@ -970,6 +1025,7 @@
             if (Array.isArray(event.citations)) reply.setCitations(event.citations);
             if (event.message_id) reply.id = event.message_id;
             if (typeof event.answer === "string" && event.answer) reply.text = event.answer;
+            reply.setCoverage(event);
             finished = true;
           } else if (name === "error") {
             var text =
