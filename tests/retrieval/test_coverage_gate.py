@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID, uuid5
 
 from bookchat.retrieval.coverage_gate import (
     CoverageSignals,
     CoverageThresholds,
+    content_terms,
     decide,
     judge_coverage,
     term_coverage,
 )
-from bookchat.retrieval.search import HybridRetriever
+from bookchat.retrieval.search import HybridRetriever, Passage
 from tests.retrieval.helpers import passage
 from tests.retrieval.test_followups import corpus
 
@@ -44,3 +46,38 @@ async def test_gate_refuses_off_topic_and_passes_on_topic(retriever: HybridRetri
     assert on.answered
     assert on.signals.term_coverage == 1.0
     assert on.signals.dense_cosine > off.signals.dense_cosine
+
+
+def handbook() -> list[Passage]:
+    """A tiny product handbook: the answer to "how long" is there, in words the question does not use."""
+    doc = str(uuid5(UUID(int=3), "handbook/battery.md"))
+    meta: dict[str, Any] = {"source_path": "handbook/battery.md", "title": "Battery"}
+    return [
+        passage(doc, 0, "Charging the battery: with the supplied charger, charging lasts forty minutes.", **meta),
+        passage(doc, 1, "Store the battery at room temperature and keep it away from water.", **meta),
+        passage(doc, 2, "The status light turns green when the battery is full.", **meta),
+    ]
+
+
+def test_content_terms_leave_out_the_question_frame(retriever: HybridRetriever) -> None:
+    assert content_terms("How long does charging the battery take?", retriever) == ["charg", "batteri"]
+    assert content_terms("How many sensors does it need, and what's the best way to mount them?", retriever) == [
+        "sensor",
+        "mount",
+    ]
+    # A word after "how" is frame only when it asks for a quantity or manner; elsewhere it is a topic word.
+    assert "long" in content_terms("What is a long exposure?", retriever)
+
+
+async def test_gate_answers_a_how_long_question_the_handbook_covers(retriever: HybridRetriever) -> None:
+    await retriever.index_passages(handbook())
+    verdict = await judge_coverage(retriever, "How long does charging the battery take?")
+    assert verdict.signals.term_coverage == 1.0
+    assert verdict.answered
+
+
+async def test_gate_refuses_an_off_topic_question_made_of_common_words(retriever: HybridRetriever) -> None:
+    await retriever.index_passages(handbook())
+    verdict = await judge_coverage(retriever, "How long does it take to bake bread?")
+    assert not verdict.answered
+    assert {"bake", "bread"} <= set(verdict.signals.missing_terms)
