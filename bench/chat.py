@@ -10,9 +10,15 @@ their ratios.
 
     .venv/bin/python bench/chat.py                    # PostgreSQL from BOOKCHAT_TEST_DATABASE_URL, or embedded
     .venv/bin/python bench/chat.py --streams 200 --concurrent-streams 960
+    .venv/bin/python bench/chat.py --followups        # first turns vs their follow-ups, at 1 stream
 
 Writes bench/results/chat-<time>.json. Targets (issue 4): p50 at 1 stream at most 25 ms above the relay;
 at 32 streams p99 ≤ 2.5x the relay's and throughput ≥ 0.4x the relay's; no errors.
+
+`--followups` (issue 14) writes bench/results/chat-followups-<time>.json instead: conversations one at a time,
+each a first question then a dependent follow-up in it ("And how is that configured?"), so first turns and
+follow-ups alternate; target: a follow-up's p50 first delta at most 15 ms above a first turn's, every measured
+turn answered (the retrieval-confidence gate let it through), no errors.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ TARGETS = {
     "p99_ratio_at_32": 2.5,
     "throughput_ratio_at_32": 0.4,
 }
+FOLLOWUP_TARGET_MS = 15.0  # a follow-up's p50 first delta at most this much above a first turn's (issue 14)
 
 
 # ------------------------------------------------------------------------------------------ servers
@@ -275,6 +282,23 @@ QUESTIONS = [
 ]
 
 
+# `--followups`: conversations of a first question and a dependent follow-up that leans on it for its subject, as
+# readers' do, so the service searches the follow-up with the conversation (retrieval/followups.py) and gates that
+# search. All about the bench corpus, so the retrieval-confidence gate lets both turns through (checked: `answered`).
+# No "(reader n)" tag here: its two words are in no passage, and the gate's term coverage refuses most questions
+# that carry them; the repeats are harmless, as nothing in the service caches by question.
+CONVERSATIONS = [
+    ("How does bookchat keep secrets out of the logs?", "And what about bearer tokens?"),
+    ("Which headers does the API add for security?", "And what does each one do?"),
+    ("How is the Docusaurus widget embedded in a page?", "Which options does it take?"),
+    ("How does bookchat limit the rate of requests?", "And how long until I can ask again?"),
+    ("How are API keys configured for the OpenAI-compatible endpoint?", "And which model does it call?"),
+    ("Where does the chat widget send its requests?", "And how is that configured?"),
+    ("How does the service log a request?", "And what does that line contain?"),
+    ("What does the admin token allow?", "And how is it issued?"),
+]
+
+
 def chat_body(number: int) -> dict[str, Any]:
     # Distinct questions (no two equal), so no layer can answer from a cache of identical requests.
     return {"message": f"{QUESTIONS[number % len(QUESTIONS)]} (reader {number})", "stream": True}
@@ -313,6 +337,16 @@ async def one_stream(
     if b"event: done" not in buffer or b"event: error" in buffer:
         return None
     return first
+
+
+def sse_events(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """A stream's events as (name, data) in order."""
+    events = []
+    for message in raw.decode().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in message.splitlines() if ": " in line)
+        if "event" in fields:
+            events.append((fields["event"], json.loads(fields.get("data") or "{}")))
+    return events
 
 
 @dataclass
@@ -406,6 +440,146 @@ def turn_log(path: Path, offset: int) -> dict[str, list[float]]:
     return values
 
 
+# ------------------------------------------------------------------------------------------ follow-ups
+
+
+@dataclass
+class TurnLevel:
+    """First turns or follow-ups of a `--followups` run: time to the first delta, client side and server side."""
+
+    turn: str
+    streams: int
+    errors: int
+    unanswered: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    server_prepare_p50_ms: float | None = None
+    server_first_delta_p50_ms: float | None = None
+
+
+@dataclass
+class TurnResult:
+    seconds: float | None  # to the first delta; None when the stream failed
+    answered: bool
+    conversation_id: str | None
+    message_id: str | None
+
+
+async def one_turn(http: httpx.AsyncClient, body: dict[str, Any]) -> TurnResult:
+    received: list[bytes] = []
+    try:
+        seconds = await one_stream(http, "/api/chat", body, received)
+    except httpx.HTTPError:
+        return TurnResult(None, False, None, None)
+    events = dict(sse_events(received[0])) if received else {}
+    meta, done = events.get("meta", {}), events.get("done", {})
+    return TurnResult(seconds, bool(done.get("answered")), meta.get("conversation_id"), meta.get("message_id"))
+
+
+async def run_followups(base_url: str, headers: dict[str, str], conversations: int) -> dict[str, list[TurnResult]]:
+    """`conversations` conversations one after the other (1 concurrent stream), each a first question then its
+    follow-up with the returned conversation_id, after 10 warm-up conversations; turns of both kinds alternate."""
+    results: dict[str, list[TurnResult]] = {"first": [], "follow-up": []}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=60) as http:
+        for number in range(-10, conversations):
+            question, followup = CONVERSATIONS[number % len(CONVERSATIONS)]
+            first = await one_turn(http, {"message": question, "stream": True})
+            second = None
+            if first.conversation_id is not None:
+                body = {
+                    "message": followup,
+                    "stream": True,
+                    "conversation_id": first.conversation_id,
+                }
+                second = await one_turn(http, body)
+            if number >= 0:
+                results["first"].append(first)
+                results["follow-up"].append(second or TurnResult(None, False, None, None))
+    return results
+
+
+def server_turns(path: Path, offset: int) -> dict[str, dict[str, Any]]:
+    """bookchat's "chat turn" log lines after `offset`, by message_id."""
+    turns = {}
+    with path.open() as log:
+        log.seek(offset)
+        for line in log:
+            if '"chat turn"' in line:
+                entry = json.loads(line)
+                turns[str(entry.get("message_id"))] = entry
+    return turns
+
+
+def turn_level(turn: str, results: list[TurnResult], logged: dict[str, dict[str, Any]]) -> TurnLevel:
+    ms = [one.seconds * 1000 for one in results if one.seconds is not None]
+    entries = [logged[one.message_id] for one in results if one.message_id in logged]
+
+    def server_p50(key: str) -> float | None:
+        values = [float(entry[key]) for entry in entries if entry.get(key) is not None]
+        return round(percentile(values, 50), 1) if values else None
+
+    return TurnLevel(
+        turn=turn,
+        streams=len(results),
+        errors=sum(one.seconds is None for one in results),
+        unanswered=sum(one.seconds is not None and not one.answered for one in results),
+        p50_ms=round(percentile(ms, 50), 1),
+        p90_ms=round(percentile(ms, 90), 1),
+        p99_ms=round(percentile(ms, 99), 1),
+        mean_ms=round(statistics.fmean(ms), 1) if ms else float("nan"),
+        server_prepare_p50_ms=server_p50("prepare_ms"),
+        server_first_delta_p50_ms=server_p50("first_delta_ms"),
+    )
+
+
+def followups_report(levels: list[TurnLevel], out: Path | None) -> int:
+    """Print the first-turn vs follow-up table and the differences, write the JSON; 0 when the target is met."""
+    header = (
+        f"{'turn':<10} {'streams':>7} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'errors':>6}"
+        f" {'unanswered':>10} {'prepare p50':>12} {'1st delta p50':>14}"
+    )
+    print(header)
+    print("-" * len(header))
+    for level in levels:
+        print(
+            f"{level.turn:<10} {level.streams:>7} {level.p50_ms:>8.1f} {level.p90_ms:>8.1f} {level.p99_ms:>8.1f}"
+            f" {level.mean_ms:>8.1f} {level.errors:>6} {level.unanswered:>10}"
+            f" {_ms(level.server_prepare_p50_ms):>12} {_ms(level.server_first_delta_p50_ms):>14}"
+        )
+    first, followup = levels
+    differences = {
+        "p50_ms_followup_over_first": round(followup.p50_ms - first.p50_ms, 2),
+        "p90_ms_followup_over_first": round(followup.p90_ms - first.p90_ms, 2),
+    }
+    print()
+    for name, value in differences.items():
+        print(f"{name:<28} {value:+8.2f}")
+    passed = differences["p50_ms_followup_over_first"] <= FOLLOWUP_TARGET_MS and not any(
+        level.errors or level.unanswered for level in levels
+    )
+    print(
+        f"\ntarget (p50 at most {FOLLOWUP_TARGET_MS:.0f} ms above, all answered, no errors)"
+        f" {'met' if passed else 'NOT met'}"
+    )
+    written = write_results(
+        {
+            "benchmark": "chat-followups",
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": {**machine_description(), "platform": platform.platform()},
+            "concurrency": 1,
+            "turns": [asdict(level) for level in levels],
+            "differences": differences,
+            "targets": {"p50_ms_followup_over_first": FOLLOWUP_TARGET_MS},
+            "targets_met": passed,
+        },
+        out or results_path("chat-followups"),
+    )
+    print(f"wrote {written.relative_to(ROOT) if written.is_relative_to(ROOT) else written}")
+    return 0 if passed else 1
+
+
 # ------------------------------------------------------------------------------------------ main
 
 
@@ -478,6 +652,10 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON results path.")
     parser.add_argument(
+        "--followups", action="store_true", help="Measure first turns vs their follow-ups (1 stream) instead."
+    )
+    parser.add_argument("--conversations", type=int, default=100, help="Conversations measured with --followups.")
+    parser.add_argument(
         "--profile", type=Path, default=None, help="Write a cProfile of the bookchat server (event-loop thread) here."
     )
     args = parser.parse_args()
@@ -529,6 +707,14 @@ def main() -> int:
             ):
                 time.sleep(0.5)
                 token = guest_token()
+                if args.followups:
+                    log_offset = (work / "bookchat.log").stat().st_size
+                    url = f"http://127.0.0.1:{bookchat_port}"
+                    results = asyncio.run(run_followups(url, {"Authorization": f"Bearer {token}"}, args.conversations))
+                    logged = server_turns(work / "bookchat.log", log_offset)
+                    return followups_report(
+                        [turn_level(name, turns, logged) for name, turns in results.items()], args.out
+                    )
                 targets: list[tuple[str, str, str, dict[str, Any] | None, dict[str, str], Child]] = [
                     (f"http://127.0.0.1:{relay_port}", "relay", "/relay", {}, {}, relay_server),
                     (
