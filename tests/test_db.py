@@ -18,6 +18,7 @@ from bookchat.runtime.database import (
     _live_pid,
     _redact_dsn,
     apply_migrations,
+    is_database_outage,
     load_migrations,
 )
 from tests.conftest import traversable_temp_dir
@@ -176,3 +177,24 @@ def test_an_empty_migrations_folder_is_an_error(tmp_path: Path) -> None:
 def test_redact_dsn_hides_passwords_in_the_credentials_and_the_query(dsn: str, shown: str) -> None:
     assert _redact_dsn(dsn) == shown
     assert "s3cret" not in _redact_dsn(dsn)
+
+
+@pytest.mark.parametrize(
+    ("error", "outage"),
+    [
+        (ConnectionRefusedError(111, "Connect call failed"), True),
+        (asyncpg.exceptions.CannotConnectNowError("the database system is shutting down"), True),
+        (asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"), True),
+        (asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"), True),
+        (asyncpg.InterfaceError("cannot call Connection.fetch(): connection is closed"), True),
+        (
+            asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation (2) is in progress"),
+            True,
+        ),
+        (asyncpg.InterfaceError("cannot perform operation: another operation is in progress"), False),
+        (asyncpg.exceptions.UndefinedTableError("relation does not exist"), False),
+        (ValueError("a bug"), False),
+    ],
+)
+def test_outages_are_told_from_bugs(error: BaseException, outage: bool) -> None:
+    assert is_database_outage(error) is outage

@@ -131,8 +131,10 @@ def install_problem_handlers(app: FastAPI) -> None:
         if not is_database_outage(exc):
             log.error("unhandled error", exc_info=exc)
             return internal_error_response()
-        # Once per failing request, without a traceback: an outage is an operator's matter, not a bug.
-        log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+        # Once per failing request, without a traceback: an outage is an operator's matter, not a bug; asyncpg's
+        # own confusion (InternalClientError) keeps its traceback, in case it ever comes from elsewhere.
+        internal = isinstance(exc, asyncpg.exceptions.InternalClientError)
+        log.warning("database unavailable: %s: %s", type(exc).__name__, exc, exc_info=exc if internal else None)
         return problem(
             503,
             "the database is unavailable; try again in a few seconds",

@@ -48,11 +48,10 @@ def is_database_outage(error: BaseException) -> bool:
         return True
     if isinstance(error, asyncpg.InterfaceError):
         return "connection is closed" in str(error)
-    # asyncpg's pool, resetting a connection the server just dropped, trips over its own state machine; the
-    # drop itself is what it was handling.
-    return isinstance(error, asyncpg.exceptions.InternalClientError) and (
-        error.__context__ is not None and is_database_outage(error.__context__)
-    )
+    # asyncpg's pool, resetting a connection the server dropped a moment before (during the query, or between
+    # the query and the reset), trips over its own protocol state: "cannot switch to state N; another operation
+    # is in progress". Seen only with a server going away; the handler logs its traceback all the same.
+    return isinstance(error, asyncpg.exceptions.InternalClientError) and "another operation" in str(error)
 
 
 class DatabaseError(RuntimeError):
