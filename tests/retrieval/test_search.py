@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 from uuid import UUID, uuid4, uuid5
@@ -333,3 +334,25 @@ async def test_local_hybrid_search_falls_back_when_the_engine_changes(
     assert [hit.chunk_id for hit in await retriever.search("depth camera point cloud", limit=3)] == expected
     assert "hybrid queries take its own, slower path" in caplog.text
     assert qdrant_local._hybrid_query_works is False  # warned once, then the engine's path without trying again
+
+
+async def test_concurrent_searches_of_one_query_embed_it_once(
+    indexed: HybridRetriever, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    original = indexed.embedder.embed_query
+
+    async def counting(text: str) -> list[float]:
+        calls.append(text)
+        return await original(text)
+
+    monkeypatch.setattr(indexed.embedder, "embed_query", counting)
+    hybrid, dense = await asyncio.gather(
+        indexed.search("depth camera point cloud", limit=2),
+        indexed.search("depth camera point cloud", limit=2, mode="dense"),
+    )
+    assert calls == ["depth camera point cloud"]
+    assert hybrid[0].chunk_id == dense[0].chunk_id
+    # Nothing is kept once the searches are done: a later search embeds afresh.
+    await indexed.search("depth camera point cloud", limit=1, mode="dense")
+    assert len(calls) == 2

@@ -126,6 +126,7 @@ class HybridRetriever:
         self.prefetch_limit = prefetch_limit
         self._ready = False
         self._ready_lock = asyncio.Lock()
+        self._embeddings: dict[str, asyncio.Future[list[float]]] = {}
 
     def on_collection(self, collection: str) -> HybridRetriever:
         """The same retriever over another collection of the same store (a rebuild beside the live one)."""
@@ -215,7 +216,7 @@ class HybridRetriever:
             if mode == "bm25":
                 return []
             mode, sparse = "dense", None
-        dense = await self.embedder.embed_query(query) if mode != "bm25" else None
+        dense = await self._embed_query(query) if mode != "bm25" else None
 
         if mode == "hybrid" and dense is not None and sparse is not None:
             request = self._hybrid_points(dense, sparse, max(self.prefetch_limit, limit), limit, query_filter)
@@ -229,6 +230,22 @@ class HybridRetriever:
             )
         points = await self.store.run(request)
         return [passage_from_payload(str(point.id), point.payload or {}, point.score) for point in points]
+
+    async def _embed_query(self, query: str) -> list[float]:
+        """The query's vector. Searches of one query running at once (a turn's answer search and its coverage
+        gate's) share one embedding instead of each computing it."""
+        pending = self._embeddings.get(query)
+        if pending is None:
+            pending = asyncio.ensure_future(self.embedder.embed_query(query))
+            self._embeddings[query] = pending
+
+            def forget(done: asyncio.Future[list[float]]) -> None:
+                if self._embeddings.get(query) is done:
+                    del self._embeddings[query]
+
+            pending.add_done_callback(forget)
+        # Shielded: one caller's cancellation must not cancel the embedding another caller waits for.
+        return await asyncio.shield(pending)
 
     async def _points(self, **query: Any) -> list[models.ScoredPoint]:
         response = await self.store.client.query_points(self.store.collection, **query)
