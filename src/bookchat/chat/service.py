@@ -213,7 +213,27 @@ class ChatService:
         rewriter = CitationRewriter(len(candidates))
         answer = rewriter.rewrite(text)
         citations = cited(rewriter.order, candidates)
-        error = await self._records.answered(turn, answer, citations=citations, usage=usage, answered=not not_covered)
+        return await self._stored_response(
+            turn, answer, citations, candidates, usage, answered=not not_covered, model=self._model_name
+        )
+
+    async def _not_covered_answer(self, turn: Turn) -> ChatResponse:
+        """The gate's refusal as a whole answer: a plain sentence, nothing cited, the nearest sections offered."""
+        return await self._stored_response(turn, NOT_COVERED_REPLY, [], [], RunUsage(), answered=False, model=None)
+
+    async def _stored_response(
+        self,
+        turn: Turn,
+        answer: str,
+        citations: list[Citation],
+        sources: list[Citation],
+        usage: RunUsage,
+        *,
+        answered: bool,
+        model: str | None,
+    ) -> ChatResponse:
+        """The answer stored, then the reply; the problem instead when it could not be stored."""
+        error = await self._records.answered(turn, answer, citations=citations, usage=usage, answered=answered)
         if error is not None:
             raise error
         return ChatResponse(
@@ -222,31 +242,12 @@ class ChatService:
             user_message_id=turn.user_message_id,
             answer=answer,
             citations=citations,
-            sources=candidates,
+            sources=sources,
             mode=turn.mode,
-            model=self._model_name,
+            model=model,
             usage=_token_usage(usage),
             latency_ms=turn.elapsed_ms,
-            answered=not not_covered,
-        )
-
-    async def _not_covered_answer(self, turn: Turn) -> ChatResponse:
-        """The gate's refusal as a whole answer: a plain sentence, nothing cited, the nearest sections offered."""
-        error = await self._records.answered(turn, NOT_COVERED_REPLY, citations=[], usage=RunUsage(), answered=False)
-        if error is not None:
-            raise error
-        return ChatResponse(
-            conversation_id=turn.conversation_id,
-            message_id=turn.message_id,
-            user_message_id=turn.user_message_id,
-            answer=NOT_COVERED_REPLY,
-            citations=[],
-            sources=[],
-            mode=turn.mode,
-            model=None,
-            usage=_token_usage(RunUsage()),
-            latency_ms=turn.elapsed_ms,
-            answered=False,
+            answered=answered,
             closest_pages=turn.closest,
         )
 
