@@ -128,6 +128,18 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(60.0, gt=0, le=600, description="Seconds before an LLM call is abandoned.")
     llm_max_retries: int = Field(2, ge=0, le=10, description="Retries on connection errors.")
     llm_tracing: bool = Field(False, description="Agents SDK tracing (needs an OpenAI key).")
+    query_rewrite: bool = Field(
+        True,
+        description="With a model: rewrite a dependent follow-up, or a question in another script, into one"
+        " standalone search query in the book's language (fused with the model-free search, never used alone).",
+    )
+    query_rewrite_timeout: float = Field(
+        2.5, gt=0, le=30, description="Seconds the rewrite may take before the search goes on without it."
+    )
+    query_rewrite_max_tokens: int = Field(256, ge=16, le=4096, description="Token budget of one rewrite.")
+    book_language: str = Field(
+        "English", min_length=2, max_length=40, description="The book's language, as the rewrite prompt names it."
+    )
     pending_answer_timeout: float = Field(
         600.0,
         ge=60,

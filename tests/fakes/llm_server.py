@@ -12,6 +12,8 @@ It speaks just enough of the OpenAI HTTP API for the `openai` client and the Age
 
 Replies come from a FIFO queue (``server.script(...)``), else from ``server.default`` (a function of the
 request body). Every request body is recorded in ``server.requests`` (chat) or ``server.embedding_requests``.
+bookchat's query-rewrite calls are the exception: ``server.rewriter`` (a function of the body) answers them, and
+they are recorded in ``server.rewrite_requests``, so scripted answers and request counts are not disturbed.
 
 In-process (pytest)::
 
@@ -51,6 +53,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from bookchat.chat.query_rewrite import REWRITE_INSTRUCTIONS_OPENING
+
 __all__ = [
     "Abort",
     "Error",
@@ -61,9 +65,12 @@ __all__ = [
     "ToolCall",
     "ToolCalls",
     "default_reply",
+    "default_rewrite",
     "fake_embedding",
+    "is_rewrite_request",
     "message_text",
     "request_text",
+    "rewrite_message",
 ]
 
 DEFAULT_MODEL = "fake-model"
@@ -201,6 +208,26 @@ def default_reply(body: Mapping[str, Any]) -> Reply:
     return Text("The provided text does not cover this question.")
 
 
+def is_rewrite_request(body: Mapping[str, Any]) -> bool:
+    """True for bookchat's query-rewrite call (its system message opens with REWRITE_INSTRUCTIONS_OPENING)."""
+    messages = body.get("messages") or []
+    return bool(messages) and message_text(messages[0]).startswith(REWRITE_INSTRUCTIONS_OPENING)
+
+
+def rewrite_message(body: Mapping[str, Any]) -> tuple[list[str], str]:
+    """The earlier questions and the latest message of a rewrite request, as bookchat sent them."""
+    text = message_text((body.get("messages") or [{}, {}])[-1])
+    earlier = [part.strip() for part in re.findall(r"<earlier>\n(.*?)\n</earlier>", text, re.DOTALL)]
+    latest = re.search(r"<latest>\n(.*?)\n</latest>", text, re.DOTALL)
+    return earlier, latest.group(1).strip() if latest else ""
+
+
+def default_rewrite(body: Mapping[str, Any]) -> Reply:
+    """The rewrite when none is set: the last earlier question and the latest message on one line."""
+    earlier, latest = rewrite_message(body)
+    return Text(" ".join([*earlier[-1:], latest]))
+
+
 def fake_embedding(text: str, dim: int) -> list[float]:
     """A deterministic unit vector: hashed bag of lower-cased words, so texts sharing words are close."""
     vector = [0.0] * dim
@@ -240,6 +267,10 @@ class FakeLLMServer:
     ) -> None:
         self.model = model
         self.default: ReplyFactory = default or default_reply
+        # bookchat's query rewrites are answered here and recorded apart, so they never take a scripted reply
+        # meant for an answer, nor count among `requests`.
+        self.rewriter: ReplyFactory = default_rewrite
+        self.rewrite_requests: list[dict[str, Any]] = []
         self.api_key = api_key
         self.requests: list[dict[str, Any]] = []
         self.request_headers: list[dict[str, str]] = []
@@ -348,6 +379,8 @@ class FakeLLMServer:
         with self._lock:
             self._queue.clear()
             self.requests.clear()
+            self.rewrite_requests.clear()
+            self.rewriter = default_rewrite
             self.request_headers.clear()
             self.embedding_requests.clear()
             self.streams_started = self.streams_completed = self.streams_cancelled = 0
@@ -440,10 +473,15 @@ class FakeLLMServer:
         body = await self._authorized_json(request)
         if isinstance(body, Response):
             return body
-        with self._lock:
-            self.requests.append(body)
-            self.request_headers.append(dict(request.headers))
-        reply = self._next_reply(body)
+        if is_rewrite_request(body):
+            with self._lock:
+                self.rewrite_requests.append(body)
+            reply = self.rewriter(body)
+        else:
+            with self._lock:
+                self.requests.append(body)
+                self.request_headers.append(dict(request.headers))
+            reply = self._next_reply(body)
         delay = getattr(reply, "delay", 0.0)
         if delay:
             await self._sleep(delay)

@@ -30,12 +30,28 @@ async def no_search() -> tuple[FollowupSearch, CoverageVerdict | None]:
 
 
 async def search_and_gate(
-    retriever: HybridRetriever | None, search: Awaitable[FollowupSearch], question: str, filters: SearchFilters | None
+    retriever: HybridRetriever | None,
+    search: Awaitable[FollowupSearch],
+    question: str,
+    filters: SearchFilters | None,
+    rewrite: Awaitable[str | None] | None = None,
 ) -> tuple[FollowupSearch, CoverageVerdict | None]:
-    """The first search and the coverage gate's verdict on the question, side by side (no gate: `retriever` None)."""
+    """The first search and the coverage gate's verdict on the question, side by side (no gate: `retriever` None).
+
+    A question the gate refuses gets a second chance through the model's rewrite (the same awaitable the search
+    fuses in): a question in Urdu holds few of the book's words, its English rewrite does. The rewrite alone can
+    only let a question through, and then the model still says when the passages do not cover it.
+    """
     if retriever is None:  # the gate is off
         return await search, None
     found, verdict = await asyncio.gather(search, judge_coverage(retriever, question, filters=filters))
+    if verdict.answered or rewrite is None:
+        return found, verdict
+    rewritten = await rewrite
+    if rewritten and rewritten.strip() and rewritten.strip() != question.strip():
+        second = await judge_coverage(retriever, rewritten, filters=filters)
+        if second.answered:
+            return found, second
     return found, verdict
 
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
@@ -19,13 +19,13 @@ from bookchat.chat.coverage import (
     SELECTION_NOT_COVERED_REPLY,
     MarkerFilter,
     closest_pages,
-    gate_question,
     no_search,
-    search_and_gate,
     strip_marker,
 )
 from bookchat.chat.extractive import extractive_pieces, extractive_text
+from bookchat.chat.first_search import first_search
 from bookchat.chat.inputs import HISTORY_MESSAGES, history_items, user_item
+from bookchat.chat.query_rewrite import QueryRewriter
 from bookchat.chat.schemas import (
     ChatRequest,
     ChatResponse,
@@ -44,7 +44,6 @@ from bookchat.conversations.repository import ConversationNotFound, Conversation
 from bookchat.conversations.schemas import Mode
 from bookchat.errors import BookchatError, NotFound, ServiceUnavailable
 from bookchat.llm.errors import retry_after_seconds
-from bookchat.retrieval.followups import search_followup
 from bookchat.retrieval.search import HybridRetriever, SearchFilters
 
 if TYPE_CHECKING:
@@ -77,11 +76,15 @@ class ChatService:
         self.llm = llm
         self.settings = settings
         self._records = TurnRecords(repository, self._model_name)
+        self._rewriter = QueryRewriter.configured(llm, settings)
 
     # ---- starting a turn
 
-    async def start(self, owner_id: str, request: ChatRequest) -> Turn:
+    async def start(self, owner_id: str, request: ChatRequest, earlier_questions: Sequence[str] = ()) -> Turn:
         """Store the question (before any model call, so it is never lost), then gather the passages.
+
+        `earlier_questions` are the reader's earlier questions when the client keeps the conversation itself
+        (`/v1` with its own `messages`); a stored conversation's own history is used otherwise.
 
         Raises `NotFound` for a conversation the owner does not have, `ServiceUnavailable` when the book
         search fails (the turn is then stored as failed).
@@ -112,21 +115,22 @@ class ChatService:
             history_messages=history_messages,
             history=history,
         )
-        previous_questions = [message.content for message in history or [] if message.role == "user"]
+        previous_questions = (
+            [message.content for message in history or [] if message.role == "user"]
+            if request.conversation_id is not None
+            else list(earlier_questions)
+        )
         search = (
             no_search()
             if selection
-            else search_and_gate(
-                self.retriever if self.settings.coverage_gate else None,
-                search_followup(
-                    self.retriever,
-                    request.message,
-                    previous_questions,
-                    limit=self.settings.search_limit,
-                    filters=filters,
-                ),
-                gate_question(request.message, previous_questions),
-                filters,
+            else first_search(
+                self.retriever,
+                request.message,
+                previous_questions,
+                limit=self.settings.search_limit,
+                filters=filters,
+                gate=self.settings.coverage_gate,
+                rewriter=self._rewriter,
             )
         )
         # The write and the search do not depend on each other: side by side, the first token comes sooner.
@@ -168,8 +172,7 @@ class ChatService:
                 code="search-unavailable",
             )
         found, verdict = searched
-        # The broadest query run (a fused search also ran the message alone); None when nothing was searched.
-        turn.search_query = found.queries[-1] if found.queries else None
+        turn.search_query = found.searched
         if verdict is not None and not verdict.answered:
             # The book does not cover the question: no model is called, and nothing is cited.
             turn.covered = False

@@ -1,13 +1,15 @@
-"""History-aware first search of a follow-up: the message, the previous question and their fusion, model-free."""
+"""History-aware first search of a turn: the message, the previous question and their fusion (model-free), and
+optionally a model's standalone rewrite fused in."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
+from bookchat.retrieval.query_script import in_other_script
 from bookchat.retrieval.search import HybridRetriever, Passage, SearchFilters
 
 FollowupMethod = Literal["alone", "concat", "fuse", "detect", "detect_fuse", "weighted_fuse", "detect_concat"]
@@ -21,6 +23,9 @@ FUSION_RRF_K = 60
 # dependency is not lost. Picked as round numbers on bench/data (docs/benchmarks.md), not tuned finely.
 DEPENDENT_WEIGHTS = (1.0, 2.0)
 SELF_CONTAINED_WEIGHTS = (2.0, 1.0)
+# Weights (model-free search, the model's rewrite) when a rewrite is fused in: equal, so a wrong rewrite can take
+# at most half of the places and the model-free passages keep the ties (bench/conversation.py, "rewrite").
+REWRITE_WEIGHTS = (1.0, 1.0)
 # How many previous user questions the conversation query takes (the last one is nearly always the antecedent).
 HISTORY_QUESTIONS = 1
 # Candidates fetched per list before fusion, at least.
@@ -62,6 +67,12 @@ class FollowupSearch:
     weights: tuple[float, ...]
     dependent: bool
     hits: list[Passage]
+    rewritten: str | None = None  # the model's standalone query, when one was fused in
+
+    @property
+    def searched(self) -> str | None:
+        """The query that best says what was searched: the rewrite, else the broadest model-free query."""
+        return self.rewritten or (self.queries[-1] if self.queries else None)
 
 
 def words(text: str) -> list[str]:
@@ -82,6 +93,15 @@ def looks_dependent(message: str) -> bool:
     if len(tokens) <= SHORT_MESSAGE_WORDS or tokens[0] in _ANAPHORA:
         return True
     return len(tokens) <= _PRONOUN_LIMIT_WORDS and any(token in _ANAPHORA for token in tokens)
+
+
+def wants_rewrite(message: str, previous_questions: Sequence[str]) -> bool:
+    """Whether a model rewrite may help the first search: a follow-up that leans on an earlier question, or a
+    question written in another script than the book's (the rewrite then translates it). First turns and
+    self-contained follow-ups in the book's script are searched as they are, with no model call."""
+    if in_other_script(message):
+        return True
+    return bool(previous_questions) and looks_dependent(message)
 
 
 def conversation_query(message: str, previous_questions: Sequence[str], history: int = HISTORY_QUESTIONS) -> str:
@@ -112,8 +132,11 @@ async def search_followup(
     method: FollowupMethod = DEFAULT_FOLLOWUP_METHOD,
     limit: int = 6,
     filters: SearchFilters | None = None,
+    rewrite: Awaitable[str | None] | None = None,
 ) -> FollowupSearch:
-    """The first search of a turn: `message` alone on a first turn, else as `method` says.
+    """The first search of a turn: `message` alone on a first turn, else as `method` says; with `rewrite` (the
+    model's standalone query, awaited while the model-free search runs) both are fused with REWRITE_WEIGHTS. A
+    rewrite that is None, empty or one of the model-free queries changes nothing.
 
     - `alone`: the message only (what a first turn does);
     - `concat`: the previous question and the message as one query;
@@ -126,6 +149,27 @@ async def search_followup(
     """
     if method not in FOLLOWUP_METHODS:
         raise ValueError(f"unknown follow-up method {method!r}; expected one of {', '.join(FOLLOWUP_METHODS)}")
+    if rewrite is None:
+        return await _model_free(retriever, message, previous_questions, method, limit, filters)
+    fetch = max(limit, FUSION_FETCH)
+    found, rewritten = await asyncio.gather(
+        _model_free(retriever, message, previous_questions, method, fetch, filters), rewrite
+    )
+    if not rewritten or not rewritten.strip() or rewritten.strip() in found.queries:
+        return replace(found, hits=found.hits[:limit])
+    query = rewritten.strip()
+    extra = await retriever.search(query, limit=fetch, filters=filters)
+    return replace(found, hits=fuse_hits([found.hits, extra], REWRITE_WEIGHTS, limit), rewritten=query)
+
+
+async def _model_free(
+    retriever: HybridRetriever,
+    message: str,
+    previous_questions: Sequence[str],
+    method: FollowupMethod,
+    limit: int,
+    filters: SearchFilters | None,
+) -> FollowupSearch:
     context = conversation_query(message, previous_questions)
     dependent = looks_dependent(message)
     if context == message.strip() or method == "alone":
