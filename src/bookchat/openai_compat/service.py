@@ -202,7 +202,10 @@ class CompletionService:
             field = str(first["loc"][0]) if first.get("loc") else "messages"
             param = "messages" if field == "message" else field
             raise OpenAIError(400, f"Invalid value for '{param}': {first['msg']}.", param=param) from None
-        turn = await self.chat.start(owner_id, chat_request)
+        # A client that keeps the conversation itself sends it in `messages`: its earlier questions steer the
+        # first search the way a stored conversation's do.
+        earlier = [text for role, text in question.history if role == "user"] if request.conversation_id is None else []
+        turn = await self.chat.start(owner_id, chat_request, earlier_questions=earlier)
         if turn.mode == "retrieval" and request.conversation_id is None and question.history:
             # ChatService replays a stored conversation's history; an OpenAI client sends its own instead,
             # so put it before the question the same way (the turn's items are what the model will see).
