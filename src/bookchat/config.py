@@ -131,7 +131,7 @@ class Settings(BaseSettings):
     query_rewrite: bool = Field(
         True,
         description="With a model: rewrite a dependent follow-up, or a question in another script, into one"
-        " standalone search query in the book's language (fused with the model-free search, never used alone).",
+        " standalone search query in the book's language (merged with the model-free search, never used alone).",
     )
     query_rewrite_timeout: float = Field(
         2.5, gt=0, le=30, description="Seconds the rewrite may take before the search goes on without it."

@@ -217,8 +217,8 @@ def is_rewrite_request(body: Mapping[str, Any]) -> bool:
 def rewrite_message(body: Mapping[str, Any]) -> tuple[list[str], str]:
     """The earlier questions and the latest message of a rewrite request, as bookchat sent them."""
     text = message_text((body.get("messages") or [{}, {}])[-1])
-    earlier = [part.strip() for part in re.findall(r"<earlier>\n(.*?)\n</earlier>", text, re.DOTALL)]
-    latest = re.search(r"<latest>\n(.*?)\n</latest>", text, re.DOTALL)
+    earlier = re.findall(r'<question turn="earlier">\n(.*?)\n</question>', text, re.DOTALL)
+    latest = re.search(r'<question turn="latest">\n(.*?)\n</question>', text, re.DOTALL)
     return earlier, latest.group(1).strip() if latest else ""
 
 

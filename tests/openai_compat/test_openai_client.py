@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.chat.fixtures import BOOK_URL, token_for
-from tests.fakes.llm_server import Error, FakeLLMServer, Text, request_text
+from tests.fakes.llm_server import Error, FakeLLMServer, Text, request_text, rewrite_message
 from tests.openai_compat.conftest import API_KEY, HASHED_API_KEY, openai_client
 
 LIDAR_QUESTION = "How does Gazebo simulate a lidar sensor?"
@@ -162,6 +162,25 @@ async def test_history_goes_to_the_model(api_client: openai.AsyncOpenAI, fake: F
     assert "Which joint types does it declare?" in messages[-1]["content"]
     roles = [message["role"] for message in messages]
     assert roles[-3:] == ["user", "assistant", "user"]
+
+
+async def test_the_clients_own_history_steers_the_first_search(
+    api_client: openai.AsyncOpenAI, fake: FakeLLMServer
+) -> None:
+    fake.rewriter = lambda body: Text("How many rays does a Gazebo lidar sensor cast?")
+    await api_client.chat.completions.create(
+        model="bookchat",
+        messages=[
+            {"role": "user", "content": "How does Gazebo simulate a lidar sensor?"},
+            {"role": "assistant", "content": "It casts rays [1]."},
+            {"role": "user", "content": "And how many rays does it cast?"},
+        ],
+    )
+    assert rewrite_message(fake.rewrite_requests[0]) == (
+        ["How does Gazebo simulate a lidar sensor?"],
+        "And how many rays does it cast?",
+    )
+    assert re.search(r'<passage id="1" title="Simulating sensors in Gazebo"', request_text(fake.last_request))
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,12 @@ from bookchat.retrieval.followups import (
     SELF_CONTAINED_WEIGHTS,
     conversation_query,
     fuse_hits,
+    interleave_hits,
     looks_dependent,
     search_followup,
+    wants_rewrite,
 )
+from bookchat.retrieval.query_script import other_script_share
 from bookchat.retrieval.search import HybridRetriever, Passage
 from tests.retrieval.helpers import passage
 
@@ -118,3 +121,57 @@ async def test_first_turn_and_alone_search_the_message_only(retriever: HybridRet
     assert alone.queries == ("And the camera?",)
     with pytest.raises(ValueError, match="unknown follow-up method"):
         await search_followup(retriever, "x", [], method="nope")  # type: ignore[arg-type]
+
+
+def test_interleave_keeps_the_leading_lists_first_hit_and_half_the_places() -> None:
+    a, b, c, d, e = (passage(GAZEBO, i, f"text {i}") for i in range(5))
+    merged = interleave_hits([a, b, c], [d, a, e], limit=4)
+    assert [hit.chunk_id for hit in merged] == [a.chunk_id, d.chunk_id, b.chunk_id, c.chunk_id]
+    assert interleave_hits([a], [], limit=3) == [a]
+    assert interleave_hits([], [b, c], limit=1) == [b]
+
+
+@pytest.mark.parametrize(
+    ("message", "previous", "wanted"),
+    [
+        ("And how do I add a camera to it?", ["How do I launch Gazebo?"], True),  # dependent follow-up
+        ("And how do I add a camera to it?", [], False),  # a first turn is searched as it is
+        ("How do Nav2 costmap layers work?", ["How do I launch Gazebo?"], False),  # self-contained
+        ("ROS 2 کیا ہے، اور اسے middleware کیوں کہا جاتا ہے؟", [], True),  # Urdu, English terms inside
+        ("domain randomization کیا ہے؟", [], True),
+        ("What is θ in the DH table of the arm?", [], False),  # a Greek symbol in an English question
+    ],
+)
+def test_a_rewrite_is_wanted_only_where_it_may_help(message: str, previous: list[str], wanted: bool) -> None:
+    assert wants_rewrite(message, previous) is wanted
+
+
+def test_other_script_share_counts_letters_only() -> None:
+    assert other_script_share("1234 !? ...") == 0.0
+    assert other_script_share("ROS 2") == 0.0
+    assert other_script_share("روبوٹ") == 1.0
+    assert other_script_share("ab روبو") == pytest.approx(4 / 6)
+
+
+async def test_a_rewrite_is_merged_after_the_model_free_hits(retriever: HybridRetriever) -> None:
+    await retriever.index_passages(corpus())
+    previous = ["How do I launch the Gazebo simulator?"]
+
+    async def rewrite(query: str | None) -> str | None:
+        return query
+
+    plain = await search_followup(retriever, "And how do I add a camera to it?", previous, limit=3)
+    wrong = await search_followup(
+        retriever, "And how do I add a camera to it?", previous, limit=3, rewrite=rewrite("Nav2 planner server")
+    )
+    assert wrong.rewritten == "Nav2 planner server"
+    assert wrong.searched == "Nav2 planner server"
+    assert wrong.hits[0].chunk_id == plain.hits[0].chunk_id  # the model-free top passage stays first
+    assert wrong.hits[1].source_path == "book/nav2.md"
+    for nothing in (None, "   ", plain.queries[-1]):
+        same = await search_followup(
+            retriever, "And how do I add a camera to it?", previous, limit=3, rewrite=rewrite(nothing)
+        )
+        assert [hit.chunk_id for hit in same.hits] == [hit.chunk_id for hit in plain.hits]
+        assert same.rewritten is None
+        assert same.searched == plain.queries[-1]

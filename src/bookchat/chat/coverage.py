@@ -39,7 +39,7 @@ async def search_and_gate(
     """The first search and the coverage gate's verdict on the question, side by side (no gate: `retriever` None).
 
     A question the gate refuses gets a second chance through the model's rewrite (the same awaitable the search
-    fuses in): a question in Urdu holds few of the book's words, its English rewrite does. The rewrite alone can
+    merges in): a question in Urdu holds few of the book's words, its English rewrite does. The rewrite alone can
     only let a question through, and then the model still says when the passages do not cover it.
     """
     if retriever is None:  # the gate is off

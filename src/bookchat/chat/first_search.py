@@ -1,4 +1,4 @@
-"""A turn's first search: model-free and history-aware, with the model's rewrite fused in when it may help."""
+"""A turn's first search: model-free and history-aware, with the model's rewrite merged in when it may help."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ async def first_search(
     """The passages for `message` and the coverage gate's verdict (None when `gate` is off).
 
     The rewrite is asked for only when `wants_rewrite` says it may help (a dependent follow-up, a question in
-    another script); it runs beside the model-free search, and the one call serves both the search (fused in)
+    another script); it runs beside the model-free search, and the one call serves both the search (merged in)
     and the gate (a second chance for a question it refuses).
     """
     rewrite: asyncio.Task[str | None] | None = None

@@ -45,8 +45,9 @@ _PREFIXES = ("query:", "search query:", "standalone query:", "rewritten query:")
 def rewrite_input(message: str, earlier_questions: Sequence[str]) -> str:
     """The user turn of a rewrite request: the earlier questions (oldest first), then the latest message."""
     earlier = [question.strip()[:MAX_EARLIER_CHARS] for question in earlier_questions[-MAX_EARLIER_QUESTIONS:]]
-    lines = [f"<earlier>\n{neutralise(question)}\n</earlier>" for question in earlier if question]
-    lines.append(f"<latest>\n{neutralise(message.strip())}\n</latest>")
+    # The `question` tags are the ones `neutralise` defuses, so a message cannot close its own or open another.
+    lines = [f'<question turn="earlier">\n{neutralise(question)}\n</question>' for question in earlier if question]
+    lines.append(f'<question turn="latest">\n{neutralise(message.strip())}\n</question>')
     return "\n".join(lines)
 
 
