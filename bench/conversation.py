@@ -5,7 +5,9 @@
 Chunks the shared textbook with the ingestion code (DocumentPreparer) into a throw-away local Qdrant collection,
 then scores hit@1/hit@5 (any expected page among the top-k passages' documents) of each follow-up method, of the
 follow-up asked alone and of its hand rewrite; the same for topic changes; calibrates the coverage gate on
-covered vs uncovered (with a leave-half-out check); times a follow-up's search against a single search.
+covered vs uncovered (with a leave-half-out check); scores the first search with a model rewrite merged in (right,
+wrong, nonsense and failed rewrites; Urdu with and without the translation); times a follow-up's search against a
+single search, and with a rewrite asked of the test suite's fake model answering in 0.3 s.
 Results go to bench/results/conversation-<time>.json (git-ignored).
 """
 
@@ -23,16 +25,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from openai import AsyncOpenAI
 from rich.console import Console
 from rich.table import Table
 
+from bookchat.chat.query_rewrite import QueryRewriter
 from bookchat.config import load_settings
 from bookchat.documents.discovery import discover
 from bookchat.documents.preparation import DocumentInput, DocumentPreparer
 from bookchat.retrieval.coverage_gate import CoverageSignals, CoverageThresholds, coverage_signals, decide
 from bookchat.retrieval.embeddings import create_embedder
 from bookchat.retrieval.evaluation import machine_description, percentile
-from bookchat.retrieval.followups import FOLLOWUP_METHODS, FollowupMethod, looks_dependent, search_followup
+from bookchat.retrieval.followups import (
+    FOLLOWUP_METHODS,
+    FUSION_FETCH,
+    FollowupMethod,
+    fuse_hits,
+    interleave_hits,
+    looks_dependent,
+    search_followup,
+)
 from bookchat.retrieval.search import HybridRetriever, Passage
 from bookchat.retrieval.sparse import Bm25Encoder
 from bookchat.retrieval.store import VectorStore, open_qdrant_client
@@ -42,6 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / "data"
 DEFAULT_BOOK = ROOT.parent / "shared" / "data" / "book-physical-ai-amnarehmani"
 LIMIT = 5
+# How long the fake model takes to answer a rewrite (a short call to a fast hosted model).
+REWRITE_MODEL_SECONDS = 0.3
 Row = dict[str, Any]
 
 
@@ -187,6 +201,89 @@ async def latency(retriever: HybridRetriever, followups: Sequence[Row]) -> dict[
     }
 
 
+def _rrf(leading: Sequence[Passage], other: Sequence[Passage], limit: int) -> list[Passage]:
+    return fuse_hits([leading, other], [1.0, 1.0], limit)
+
+
+# How a rewrite's hits may join the model-free ones: the shipped interleave, and equal-weight RRF for comparison.
+MERGES = {"interleave (shipped)": interleave_hits, "rrf 1:1": _rrf}
+
+
+async def score_rewrites(retriever: HybridRetriever, prefix: str) -> dict[str, Any]:
+    """hit@1/@5 of the first search with a model rewrite merged in, for rewrites that are right (the hand
+    rewrite; for Urdu the English original), fluent but about another row's topic, nonsense, or failed."""
+    followups, urdu = load("followups"), load("urdu")
+    standalone = [row["second_standalone"] for row in followups]
+    english = [row["question_en"] for row in urdu]
+    sets: dict[str, list[tuple[str, list[str], str | None, Sequence[str]]]] = {
+        "followups, right rewrite": [
+            (r["second"], [r["first"]], r["second_standalone"], r["second_files"]) for r in followups
+        ],
+        "followups, another topic": [
+            (r["second"], [r["first"]], standalone[(i + 17) % len(standalone)], r["second_files"])
+            for i, r in enumerate(followups)
+        ],
+        "followups, nonsense": [(r["second"], [r["first"]], "zxqv blorp qwerty", r["second_files"]) for r in followups],
+        "followups, failed": [(r["second"], [r["first"]], None, r["second_files"]) for r in followups],
+        "urdu, right translation": [(r["question_ur"], [], r["question_en"], r["files"]) for r in urdu],
+        "urdu, another question": [
+            (r["question_ur"], [], english[(i + 7) % len(english)], r["files"]) for i, r in enumerate(urdu)
+        ],
+    }
+    results: dict[str, Any] = {}
+    for name, cases in sets.items():
+        row: dict[str, Any] = {}
+        for merge_name, merge in MERGES.items():
+            outcomes = []
+            for message, previous, rewrite, files in cases:
+                found = await search_followup(retriever, message, previous, limit=max(LIMIT, FUSION_FETCH))
+                hits = found.hits[:LIMIT]
+                if rewrite is not None:
+                    extra = await retriever.search(rewrite, limit=max(LIMIT, FUSION_FETCH))
+                    hits = merge(found.hits, extra, LIMIT)
+                outcomes.append((hits_at(hits, files, prefix, 1), hits_at(hits, files, prefix, LIMIT)))
+            row[merge_name] = rates(outcomes)
+        results[name] = row
+    return results
+
+
+async def rewrite_latency(
+    retriever: HybridRetriever, followups: Sequence[Row], model_seconds: float
+) -> dict[str, float]:
+    """A follow-up's first search with the rewrite asked of a fake model over HTTP that answers in
+    `model_seconds`, against the model-free search, p50 in ms."""
+    # The test suite's fake model (an OpenAI-compatible HTTP server); the project root is not on bench's path.
+    sys.path.insert(0, str(ROOT))
+    from tests.fakes.llm_server import FakeLLMServer, Text, rewrite_message
+
+    with FakeLLMServer() as fake:
+        fake.rewriter = lambda body: Text(rewrite_message(body)[1], delay=model_seconds)
+        client = AsyncOpenAI(base_url=fake.base_url, api_key="bench")
+        rewriter = QueryRewriter(client, "fake-model", timeout=5.0, max_tokens=256)
+        plain: list[float] = []
+        rewritten: list[float] = []
+        for row in followups:
+            started = time.perf_counter()
+            await search_followup(retriever, row["second"], [row["first"]], limit=LIMIT)
+            plain.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            await search_followup(
+                retriever,
+                row["second"],
+                [row["first"]],
+                limit=LIMIT,
+                rewrite=rewriter.rewrite(row["second"], [row["first"]]),
+            )
+            rewritten.append((time.perf_counter() - started) * 1000)
+        await client.close()
+    return {
+        "model_ms": model_seconds * 1000,
+        "model_free_ms_p50": round(percentile(plain, 50), 1),
+        "with_rewrite_ms_p50": round(percentile(rewritten, 50), 1),
+        "extra_ms_p50": round(percentile(rewritten, 50) - percentile(plain, 50), 1),
+    }
+
+
 async def run(book: Path, folder: Path) -> dict[str, Any]:
     retriever, chunks, index_seconds = await build_index(book, folder)
     prefix = book.name + "/"
@@ -239,7 +336,9 @@ async def run(book: Path, folder: Path) -> dict[str, Any]:
         "urdu as is": await score(retriever, [(r["question_ur"], [], r["files"]) for r in urdu], prefix, None),
         "english original": await score(retriever, [(r["question_en"], [], r["files"]) for r in urdu], prefix, None),
     }
+    results["rewrite"] = await score_rewrites(retriever, prefix)
     results["latency"] = await latency(retriever, followups)
+    results["rewrite_latency"] = await rewrite_latency(retriever, followups, REWRITE_MODEL_SECONDS)
     await retriever.store.close()
     return results
 
@@ -251,6 +350,16 @@ def render(results: dict[str, Any]) -> Table:
     for group in ("followups", "topic_changes", "urdu"):
         for name, figures in results[group].items():
             table.add_row(group, name, f"{figures['hit@1']:.3f}", f"{figures['hit@5']:.3f}")
+    return table
+
+
+def render_rewrites(results: dict[str, Any]) -> Table:
+    table = Table(title=f"First search with a model rewrite merged in (hit@1 / hit@{LIMIT})")
+    table.add_column("rewrite")
+    for name in MERGES:
+        table.add_column(name, justify="right")
+    for name, row in results["rewrite"].items():
+        table.add_row(name, *(f"{row[m]['hit@1']:.3f} / {row[m]['hit@5']:.3f}" for m in MERGES))
     return table
 
 
@@ -271,6 +380,8 @@ async def main(argv: list[str] | None = None) -> int:
     console.print(
         f"detector: {json.dumps(results['detector'])}; latency: {json.dumps(results['latency'])}", highlight=False
     )
+    console.print(render_rewrites(results))
+    console.print(f"rewrite latency: {json.dumps(results['rewrite_latency'])}", highlight=False)
     console.print(
         f"{results['chunks']} chunks indexed in {results['index_seconds']} s; written to {output}", highlight=False
     )
