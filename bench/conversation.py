@@ -332,6 +332,14 @@ async def run(book: Path, folder: Path) -> dict[str, Any]:
         ],
     }
     urdu = load("urdu")
+    typed = [decide(await coverage_signals(retriever, r["question_ur"])) for r in urdu]
+    translated = [decide(await coverage_signals(retriever, r["question_en"])) for r in urdu]
+    results["urdu_gate_answered"] = {
+        "as typed": round(sum(typed) / len(urdu), 3),
+        "with the rewrite's second chance": round(
+            sum(a or b for a, b in zip(typed, translated, strict=True)) / len(urdu), 3
+        ),
+    }
     results["urdu"] = {
         "urdu as is": await score(retriever, [(r["question_ur"], [], r["files"]) for r in urdu], prefix, None),
         "english original": await score(retriever, [(r["question_en"], [], r["files"]) for r in urdu], prefix, None),
@@ -382,6 +390,7 @@ async def main(argv: list[str] | None = None) -> int:
     )
     console.print(render_rewrites(results))
     console.print(f"rewrite latency: {json.dumps(results['rewrite_latency'])}", highlight=False)
+    console.print(f"gate lets Urdu questions through: {json.dumps(results['urdu_gate_answered'])}", highlight=False)
     console.print(
         f"{results['chunks']} chunks indexed in {results['index_seconds']} s; written to {output}", highlight=False
     )
