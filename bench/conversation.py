@@ -18,6 +18,7 @@ import asyncio
 import itertools
 import json
 import random
+import re
 import sys
 import tempfile
 import time
@@ -107,6 +108,15 @@ async def score(
             hits = (await search_followup(retriever, message, previous, method=method, limit=LIMIT)).hits
         outcomes.append((hits_at(hits, files, prefix, 1), hits_at(hits, files, prefix, LIMIT)))
     return rates(outcomes)
+
+
+def with_typo(question: str) -> str:
+    """`question` with the 3rd and 4th letters of its longest word (6 letters or more) swapped: a reader's typo."""
+    words = re.findall(r"[A-Za-z]{6,}", question)
+    if not words:
+        return question
+    word = max(words, key=len)
+    return question.replace(word, word[:2] + word[3] + word[2] + word[4:], 1)
 
 
 def gate_rates(signals: Sequence[tuple[CoverageSignals, bool]], thresholds: CoverageThresholds) -> dict[str, float]:
@@ -317,10 +327,15 @@ async def run(book: Path, folder: Path) -> dict[str, Any]:
     signals = [(await coverage_signals(retriever, r["question"]), True) for r in load("covered")]
     signals += [(await coverage_signals(retriever, r["question"]), False) for r in load("uncovered")]
     calibrated = calibrate(signals)
+    typos = [(await coverage_signals(retriever, with_typo(r["question"])), True) for r in load("covered")]
     results["gate"] = {
         "module_constants": {**CoverageThresholds().__dict__, **gate_rates(signals, CoverageThresholds())},
         "calibrated": {**calibrated.__dict__, **gate_rates(signals, calibrated)},
         "leave_half_out": leave_half_out(signals),
+        "covered_with_a_typo_refused": {
+            "module_constants": gate_rates(typos, CoverageThresholds())["refused_covered"],
+            "calibrated": gate_rates(typos, calibrated)["refused_covered"],
+        },
         "signals": [
             {
                 "covered": covered,
@@ -385,6 +400,7 @@ async def main(argv: list[str] | None = None) -> int:
     for name in ("module_constants", "calibrated"):
         console.print(f"gate {name}: {json.dumps(gate[name])}", highlight=False)
     console.print(f"gate leave-half-out: {json.dumps(gate['leave_half_out'])}", highlight=False)
+    console.print(f"gate, covered with a typo: {json.dumps(gate['covered_with_a_typo_refused'])}", highlight=False)
     console.print(
         f"detector: {json.dumps(results['detector'])}; latency: {json.dumps(results['latency'])}", highlight=False
     )

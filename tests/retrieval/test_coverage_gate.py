@@ -9,11 +9,13 @@ from bookchat.retrieval.coverage_gate import (
     CoverageSignals,
     CoverageThresholds,
     content_terms,
+    coverage_signals,
     decide,
     judge_coverage,
+    misspelling_of_any,
     term_coverage,
 )
-from bookchat.retrieval.search import HybridRetriever, Passage
+from bookchat.retrieval.search import HybridRetriever, Passage, SearchFilters
 from tests.retrieval.helpers import passage
 from tests.retrieval.test_followups import corpus
 
@@ -81,3 +83,39 @@ async def test_gate_refuses_an_off_topic_question_made_of_common_words(retriever
     verdict = await judge_coverage(retriever, "How long does it take to bake bread?")
     assert not verdict.answered
     assert {"bake", "bread"} <= set(verdict.signals.missing_terms)
+
+
+def test_a_term_the_book_never_mentions_refuses_unless_very_close() -> None:
+    limits = CoverageThresholds(min_dense_cosine=0.3, min_term_coverage=0.0, sure_dense_cosine=0.66)
+    assert not decide(CoverageSignals(0.55, 0.8, ("lora",), ("lora",)), limits)
+    assert decide(CoverageSignals(0.55, 0.8, ("lora",), ()), limits)  # missing from the best passages only
+    assert decide(CoverageSignals(0.7, 0.8, ("lora",), ("lora",)), limits)  # a paraphrase very close to a passage
+
+
+async def test_absent_terms_are_those_no_passage_of_the_book_holds(retriever: HybridRetriever) -> None:
+    await retriever.index_passages(corpus())
+    # "costmap" is in the book (the Nav2 page), far from the Gazebo passages this question finds; "unitree" nowhere.
+    signals = await coverage_signals(retriever, "How do I mount a Unitree camera in Gazebo with a costmap?")
+    assert "unitre" in signals.absent_terms
+    assert "costmap" not in signals.absent_terms
+    assert not decide(signals)
+    assert await retriever.present_terms(["costmap", "unitre", "gazebo"]) == {"costmap", "gazebo"}
+    assert await retriever.present_terms([]) == set()
+
+
+async def test_absent_terms_respect_the_filters(retriever: HybridRetriever) -> None:
+    await retriever.index_passages(corpus())
+    everywhere = await retriever.present_terms(["costmap", "omnivers"])
+    in_gazebo = await retriever.present_terms(["costmap", "omnivers"], filters=SearchFilters(path_prefix="book/gazebo"))
+    assert everywhere == {"costmap", "omnivers"}
+    assert in_gazebo == set()
+
+
+async def test_numbers_and_typos_are_not_absent_terms(retriever: HybridRetriever) -> None:
+    await retriever.index_passages(corpus())
+    verdict = await judge_coverage(retriever, "How do I add a cmaera plugin to a link in Gazebo 11?")
+    assert verdict.signals.absent_terms == ()
+    assert verdict.answered
+    assert misspelling_of_any("simluat", {"simul", "simulat"})
+    assert not misspelling_of_any("rust", {"test", "must"})  # four letters: exact only
+    assert not misspelling_of_any("camera", set())

@@ -231,6 +231,29 @@ class HybridRetriever:
         points = await self.store.run(request)
         return [passage_from_payload(str(point.id), point.payload or {}, point.score) for point in points]
 
+    async def present_terms(self, terms: Sequence[str], *, filters: SearchFilters | None = None) -> set[str]:
+        """Which of the stemmed BM25 `terms` at least one passage contains (within `filters`): one batch of
+        one-term sparse queries, a passage each, in a single Qdrant call."""
+        wanted = list(dict.fromkeys(terms))
+        if not wanted:
+            return set()
+        await self._ensure_ready()
+        query_filter = _filter(filters)
+        requests = [
+            models.QueryRequest(
+                query=models.SparseVector(indices=[self.sparse.term_id(term)], values=[1.0]),
+                using=SPARSE_VECTOR,
+                filter=query_filter,
+                limit=1,
+                with_payload=False,
+            )
+            for term in wanted
+        ]
+        responses = await self.store.run(self.store.client.query_batch_points(self.store.collection, requests))
+        return {
+            term for term, response in zip(wanted, responses, strict=True) if any(p.score > 0 for p in response.points)
+        }
+
     async def _embed_query(self, query: str) -> list[float]:
         """The query's vector. Searches of one query running at once (a turn's answer search and its coverage
         gate's) share one embedding instead of each computing it."""
