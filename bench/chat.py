@@ -11,6 +11,7 @@ their ratios.
     .venv/bin/python bench/chat.py                    # PostgreSQL from BOOKCHAT_TEST_DATABASE_URL, or embedded
     .venv/bin/python bench/chat.py --streams 200 --concurrent-streams 960
     .venv/bin/python bench/chat.py --followups        # first turns vs their follow-ups, at 1 stream
+    .venv/bin/python bench/chat.py --followups --rewrite   # the same with the model's rewrite of follow-ups
 
 Writes bench/results/chat-<time>.json. Targets (issue 4): p50 at 1 stream at most 25 ms above the relay;
 at 32 streams p99 ≤ 2.5x the relay's and throughput ≥ 0.4x the relay's; no errors.
@@ -660,6 +661,11 @@ def main() -> int:
     )
     parser.add_argument("--conversations", type=int, default=100, help="Conversations measured with --followups.")
     parser.add_argument(
+        "--rewrite",
+        action="store_true",
+        help="Let follow-ups be rewritten by the (fake, instant) model; default: the model-free path only.",
+    )
+    parser.add_argument(
         "--profile", type=Path, default=None, help="Write a cProfile of the bookchat server (event-loop thread) here."
     )
     args = parser.parse_args()
@@ -689,6 +695,7 @@ def main() -> int:
                 "BOOKCHAT_JWT_SECRET": JWT_SECRET,
                 "BOOKCHAT_RATE_LIMIT_ENABLED": "false",
                 "BOOKCHAT_LOG_LEVEL": "INFO",
+                "BOOKCHAT_QUERY_REWRITE": "true" if args.rewrite else "false",
             }
             if database_url:
                 server_env["BOOKCHAT_DATABASE_URL"] = database_url
