@@ -9,12 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from openai import AsyncOpenAI
-
 from bookchat.chat.prompts import neutralise
 from bookchat.config import Settings
 
 if TYPE_CHECKING:
+    # The openai package loads only where a model answers (start-up time; see bookchat.chat.context).
+    from openai import AsyncOpenAI
+
     from bookchat.llm.provider import LLM
 
 log = logging.getLogger(__name__)
