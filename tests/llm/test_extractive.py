@@ -29,8 +29,34 @@ def test_first_line_and_citations() -> None:
     assert 1 <= len(body) <= MAX_SENTENCES
     assert all(re.search(r" \[\d\]$", line) for line in body)
     assert body[0] == "- Gazebo simulates a lidar by casting rays from the sensor. [1]"
-    assert "- The lidar driver publishes scans on a topic. [3]" in body
+    # Half as relevant and from the third passage: below RELATIVE_CUTOFF of the best, so not quoted.
+    assert "- The lidar driver publishes scans on a topic. [3]" not in body
     assert "<sensor" not in answer  # code blocks are not prose
+
+
+def test_sentences_are_judged_by_their_own_words_best_first() -> None:
+    passages = [
+        "Deleting the model folder frees disk space. Models are stored in the cache.",
+        "Deleted files go to the trash folder. They stay there for thirty days before they are removed.",
+    ]
+    answer = extractive_answer("What happens to files I deleted?", passages)
+    body = answer.splitlines()[2:]
+    assert body[0] == "- Deleted files go to the trash folder. [2]"  # the second passage, but the best sentence
+    assert body[1] == "- They stay there for thirty days before they are removed. [2]"  # its continuation
+    assert not any("Models are stored" in line for line in body)  # shares no word with the question
+
+
+def test_identifiers_keep_their_underscores_and_list_items_stay_apart() -> None:
+    text = (
+        "Set gpu_ray and raytrace_range in the plugin, and *emphasis* or _this_ goes.\n\n"
+        "- [ ] I can write a launch file.\n- [x] I understand obstacle_persistence settings."
+    )
+    sentences = [sentence.text for sentence in split_sentences(1, text)]
+    assert sentences == [
+        "Set gpu_ray and raytrace_range in the plugin, and emphasis or this goes.",
+        "I can write a launch file.",
+        "I understand obstacle_persistence settings.",
+    ]
 
 
 def test_no_matching_words_falls_back_to_opening_sentences() -> None:

@@ -16,8 +16,19 @@ NO_LLM_SELECTION_LINE = (
 )
 NOTHING_FOUND = "No language model is configured, and no passage of the book matches this question."
 
+# Chosen on bench/data/extractive.jsonl (bench/extractive.py; the grid and figures in docs/benchmarks.md): a lower
+# cutoff only lengthened answers, a higher one or fewer sentences lost the right page or the gold words.
+# At most this many sentences are quoted; a continuation ("It floods the network...") rides with its sentence.
 MAX_SENTENCES = 4
 MAX_SENTENCE_CHARS = 400
+# A sentence is quoted only when its own relevance is at least this share of the best sentence's: an answer ends
+# where the question's topic ends, not at MAX_SENTENCES.
+RELATIVE_CUTOFF = 0.4
+# How much a passage's rank still counts (score / (1 + RANK_DECAY * (rank - 1))): a sentence is judged by its own
+# words first; the search's order breaks near-ties.
+RANK_DECAY = 0.3
+# Sentences that continue the one before them: their subject is a pronoun pointing back.
+_CONTINUATION = re.compile(r"^(?:It|This|That|These|Those|They|Such|Its|Their)\b")
 
 _STOPWORDS = frozenset(
     re.split(
@@ -33,6 +44,11 @@ _STOPWORDS = frozenset(
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _FENCE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+# A list item's marker, with a task-list box ("- [ ] ", "1. [x] ") if it has one.
+_LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)])\s+(?:\[[ xX]\]\s+)?")
+_STAR_EMPHASIS = re.compile(r"\*{1,3}([^*\n]+?)\*{1,3}")
+# `_word_` emphasis only at word edges, so gpu_ray and robot_state_publisher keep their underscores.
+_UNDERSCORE_EMPHASIS = re.compile(r"(?<!\w)_{1,2}([^_\n]+?)_{1,2}(?!\w)")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9À-Ý])")
 
 
@@ -56,7 +72,8 @@ def _stem(word: str) -> str:
 
 
 def _prose(text: str) -> str:
-    """Markdown reduced to plain sentences: no code blocks, headings, tables or link targets."""
+    """Markdown reduced to plain sentences: no code blocks, headings, tables or link targets; each list item is a
+    paragraph of its own (items are not one sentence); emphasis marks go, identifiers' underscores stay."""
     text = _FENCE.sub(" ", text)
     lines = []
     for raw in text.splitlines():
@@ -64,12 +81,15 @@ def _prose(text: str) -> str:
         if not line or line.startswith(("#", "|", "<", "import ", "export ")):
             lines.append("")
             continue
-        line = re.sub(r"^(?:[-*+]|\d+[.)])\s+", "", line)  # list markers
+        if _LIST_ITEM.match(line):
+            lines.append("")  # an item starts a paragraph
+            line = _LIST_ITEM.sub("", line)
         lines.append(line)
     text = "\n".join(lines)
     text = _LINK.sub(r"\1", text)
-    text = re.sub(r"[*_]{1,3}([^*_]+)[*_]{1,3}", r"\1", text)
-    return text.replace("`", "")
+    text = _STAR_EMPHASIS.sub(r"\1", text)
+    text = _UNDERSCORE_EMPHASIS.sub(r"\1", text)
+    return text.replace("`", "").replace("**", "")
 
 
 def split_sentences(passage_number: int, text: str) -> list[Sentence]:
@@ -85,41 +105,59 @@ def split_sentences(passage_number: int, text: str) -> list[Sentence]:
 
 
 def extractive_answer(question: str, passages: Sequence[str], *, selection: bool = False) -> str:
-    """An answer quoting the best sentences of `passages` (in rank order), each cited `[n]` (1-based).
+    """An answer quoting the sentences of `passages` (in rank order) that best match the question, each cited
+    `[n]` (1-based), the best first.
 
-    Sentences are scored by the question's terms they contain (rarer terms weigh more) with a
-    preference for higher-ranked passages; the chosen ones are listed in passage order. The first
-    line says that no language model is configured.
+    A sentence is scored by its own words: the share of the question's terms it holds, rarer terms (over all
+    the sentences) weighing more, with a light preference for higher-ranked passages. Sentences below
+    RELATIVE_CUTOFF of the best are dropped, at most MAX_SENTENCES are kept, and a sentence continuing a chosen
+    one ("It ...", "This ...") comes with it. The first line says that no language model is configured.
     """
     sentences = [sentence for number, text in enumerate(passages, 1) for sentence in split_sentences(number, text)]
     if not sentences:
         return NOTHING_FOUND if not selection else NO_LLM_SELECTION_LINE + "\n\n(The selection has no full sentence.)"
     query = {_stem(term) for term in _terms(question)}
+    sentence_terms = [{_stem(term) for term in _terms(sentence.text)} for sentence in sentences]
     document_frequency: dict[str, int] = {}
-    sentence_terms = []
-    for sentence in sentences:
-        terms = {_stem(term) for term in _terms(sentence.text)}
-        sentence_terms.append(terms)
+    for terms in sentence_terms:
         for term in terms & query:
             document_frequency[term] = document_frequency.get(term, 0) + 1
     total = len(sentences)
+    weight = {term: math.log(1 + total / document_frequency.get(term, 1)) for term in query}
+    query_weight = sum(weight.values()) or 1.0
 
     def score(index: int) -> float:
-        sentence = sentences[index]
-        overlap = sentence_terms[index] & query
-        relevance = sum(math.log(1 + total / document_frequency[term]) for term in overlap)
-        rank_prior = 1.0 / (1 + 0.3 * (sentence.passage - 1))
-        early = 1.0 / (1 + 0.05 * sentence.position)
-        return relevance * rank_prior + 0.01 * rank_prior * early
+        relevance = sum(weight[term] for term in sentence_terms[index] & query) / query_weight
+        return relevance / (1 + RANK_DECAY * (sentences[index].passage - 1))
 
-    ranked = sorted(range(total), key=score, reverse=True)
-    chosen = [index for index in ranked if sentence_terms[index] & query][:MAX_SENTENCES]
-    if not chosen:  # nothing matches the words: the opening sentences of the best passages
+    scores = [score(index) for index in range(total)]
+    best = max(scores)
+    if best <= 0:  # nothing matches the words: the opening sentences of the best passages
         firsts: dict[int, int] = {}
         for index, sentence in enumerate(sentences):
             firsts.setdefault(sentence.passage, index)
         chosen = list(firsts.values())[:2]
-    chosen.sort(key=lambda index: (sentences[index].passage, sentences[index].position))
-    lines = [f"- {sentences[index].text} [{sentences[index].passage}]" for index in chosen]
+    else:
+        ranked = sorted(range(total), key=lambda index: (-scores[index], index))
+        chosen = [index for index in ranked if scores[index] >= RELATIVE_CUTOFF * best][:MAX_SENTENCES]
+    lines: list[str] = []
+    quoted: set[int] = set()
+    for index in chosen:
+        for part in (index, *_continuations(sentences, index)):
+            if part not in quoted:
+                quoted.add(part)
+                lines.append(f"- {sentences[part].text} [{sentences[part].passage}]")
     header = NO_LLM_SELECTION_LINE if selection else NO_LLM_LINE
     return header + "\n\n" + "\n".join(lines)
+
+
+def _continuations(sentences: Sequence[Sentence], index: int) -> list[int]:
+    """The sentence right after `index` in the same passage when it continues it (a pronoun subject)."""
+    following = index + 1
+    if (
+        following < len(sentences)
+        and sentences[following].passage == sentences[index].passage
+        and _CONTINUATION.match(sentences[following].text)
+    ):
+        return [following]
+    return []
