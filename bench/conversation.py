@@ -241,8 +241,20 @@ async def score_rewrites(retriever: HybridRetriever, prefix: str) -> dict[str, A
         ],
     }
     results: dict[str, Any] = {}
+    fake_model, rewriter, answers = start_fake_rewriter(0.0)
     for name, cases in sets.items():
         row: dict[str, Any] = {}
+        # End to end: the rewrite asked of the fake model over HTTP (it answers each message with the case's
+        # rewrite, or a 500 for "failed"), parsed and merged by the shipped code.
+        answers.clear()
+        answers.update({message: rewrite for message, _, rewrite, _ in cases})
+        outcomes = []
+        for message, previous, _, files in cases:
+            found = await search_followup(
+                retriever, message, previous, limit=LIMIT, rewrite=rewriter.rewrite(message, previous)
+            )
+            outcomes.append((hits_at(found.hits, files, prefix, 1), hits_at(found.hits, files, prefix, LIMIT)))
+        row["shipped, fake model over HTTP"] = rates(outcomes)
         for merge_name, merge in MERGES.items():
             outcomes = []
             for message, previous, rewrite, files in cases:
@@ -254,7 +266,29 @@ async def score_rewrites(retriever: HybridRetriever, prefix: str) -> dict[str, A
                 outcomes.append((hits_at(hits, files, prefix, 1), hits_at(hits, files, prefix, LIMIT)))
             row[merge_name] = rates(outcomes)
         results[name] = row
+    await rewriter.client.close()
+    fake_model.stop()
     return results
+
+
+def start_fake_rewriter(model_seconds: float) -> tuple[Any, QueryRewriter, dict[str, str | None]]:
+    """The test suite's fake model (an OpenAI-compatible HTTP server) answering rewrite calls from a table of
+    message -> rewrite (None: a 500), after `model_seconds`; and a QueryRewriter that asks it."""
+    # The project root is not on bench's path.
+    sys.path.insert(0, str(ROOT))
+    from tests.fakes.llm_server import Error, FakeLLMServer, Text, rewrite_message
+
+    answers: dict[str, str | None] = {}
+
+    def reply(body: dict[str, Any]) -> Any:
+        latest = rewrite_message(body)[1]
+        rewrite = answers.get(latest, latest)
+        return Error(500, "no rewrite") if rewrite is None else Text(rewrite, delay=model_seconds)
+
+    fake = FakeLLMServer().start()
+    fake.rewriter = reply
+    client = AsyncOpenAI(base_url=fake.base_url, api_key="bench")
+    return fake, QueryRewriter(client, "fake-model", timeout=5.0, max_tokens=256), answers
 
 
 async def rewrite_latency(
@@ -262,30 +296,19 @@ async def rewrite_latency(
 ) -> dict[str, float]:
     """A follow-up's first search with the rewrite asked of a fake model over HTTP that answers in
     `model_seconds`, against the model-free search, p50 in ms."""
-    # The test suite's fake model (an OpenAI-compatible HTTP server); the project root is not on bench's path.
-    sys.path.insert(0, str(ROOT))
-    from tests.fakes.llm_server import FakeLLMServer, Text, rewrite_message
-
-    with FakeLLMServer() as fake:
-        fake.rewriter = lambda body: Text(rewrite_message(body)[1], delay=model_seconds)
-        client = AsyncOpenAI(base_url=fake.base_url, api_key="bench")
-        rewriter = QueryRewriter(client, "fake-model", timeout=5.0, max_tokens=256)
-        plain: list[float] = []
-        rewritten: list[float] = []
-        for row in followups:
-            started = time.perf_counter()
-            await search_followup(retriever, row["second"], [row["first"]], limit=LIMIT)
-            plain.append((time.perf_counter() - started) * 1000)
-            started = time.perf_counter()
-            await search_followup(
-                retriever,
-                row["second"],
-                [row["first"]],
-                limit=LIMIT,
-                rewrite=rewriter.rewrite(row["second"], [row["first"]]),
-            )
-            rewritten.append((time.perf_counter() - started) * 1000)
-        await client.close()
+    fake, rewriter, _ = start_fake_rewriter(model_seconds)
+    plain: list[float] = []
+    rewritten: list[float] = []
+    for row in followups:
+        started = time.perf_counter()
+        await search_followup(retriever, row["second"], [row["first"]], limit=LIMIT)
+        plain.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        rewrite = rewriter.rewrite(row["second"], [row["first"]])
+        await search_followup(retriever, row["second"], [row["first"]], limit=LIMIT, rewrite=rewrite)
+        rewritten.append((time.perf_counter() - started) * 1000)
+    await rewriter.client.close()
+    fake.stop()
     return {
         "model_ms": model_seconds * 1000,
         "model_free_ms_p50": round(percentile(plain, 50), 1),
@@ -379,10 +402,11 @@ def render(results: dict[str, Any]) -> Table:
 def render_rewrites(results: dict[str, Any]) -> Table:
     table = Table(title=f"First search with a model rewrite merged in (hit@1 / hit@{LIMIT})")
     table.add_column("rewrite")
-    for name in MERGES:
+    columns = list(next(iter(results["rewrite"].values())))
+    for name in columns:
         table.add_column(name, justify="right")
     for name, row in results["rewrite"].items():
-        table.add_row(name, *(f"{row[m]['hit@1']:.3f} / {row[m]['hit@5']:.3f}" for m in MERGES))
+        table.add_row(name, *(f"{row[m]['hit@1']:.3f} / {row[m]['hit@5']:.3f}" for m in columns))
     return table
 
 
