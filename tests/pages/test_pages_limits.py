@@ -98,3 +98,48 @@ async def test_a_chapter_being_ingested_is_409(book: Book, model: FakeLLMServer)
     assert reply.status_code == 409
     assert reply.json()["code"] == "page-not-ready"
     assert model.requests == []
+
+
+async def test_a_reader_who_leaves_mid_stream_stops_every_model_call(book: Book, model: FakeLLMServer) -> None:
+    import dataclasses
+
+    import httpx
+
+    from tests.chat.fixtures import live_server, wait_for
+    from tests.pages.fakes import page_reply
+
+    path = f"fresh/{uuid.uuid4().hex[:10]}.md"
+    await book.ingest(CHAPTER, path)
+
+    def slow(body: dict[str, Any]) -> Any:
+        reply = page_reply(body)
+        return dataclasses.replace(reply, chunk_delay=0.2)
+
+    model.default = slow
+    try:
+        token = await book.reader()
+        async with live_server(book.app) as url:
+            headers = {"Authorization": f"Bearer {token}"}
+            async with (
+                httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as http,
+                http.stream("POST", "/api/pages/translate", json={"page": path, "stream": True}) as response,
+            ):
+                assert response.status_code == 200
+                raw = ""
+                async for chunk in response.aiter_text():
+                    raw += chunk
+                    if "event: delta" in raw:
+                        break
+            # Four sections were being written at once; leaving cancels all four model streams.
+            await wait_for(lambda: model.streams_cancelled == 4)
+    finally:
+        model.default = page_reply
+    assert model.streams_completed == 0
+    pool = book.app.state.resources.database.pool
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM page_sections WHERE document_id = $1",
+            uuid.UUID(await pool.fetchval("SELECT id::text FROM documents WHERE source_path = $1", path)),
+        )
+        == 0
+    )

@@ -160,7 +160,10 @@ class PagesService:
         async with self.pool.acquire() as conn:
             chapter = await find_chapter(conn, self.collection, page)
         sections = await asyncio.to_thread(self._split, chapter)
-        key = CacheKey(chapter.id, chapter.content_hash, kind, variant, rewriter.llm.model_name, prompts.PROMPT_VERSION)
+        # The section size is part of the version: another size cuts the chapter elsewhere, so section n of one
+        # cut is not section n of the other (even when both have as many sections).
+        version = f"{prompts.PROMPT_VERSION}/{self.settings.pages_section_chars}"
+        key = CacheKey(chapter.id, chapter.content_hash, kind, variant, rewriter.llm.model_name, version)
         async with self.pool.acquire() as conn:
             cached = await cached_sections(conn, key, len(sections))
         missing = [s for s in sections if s.index not in cached and rewriter.needs_model(s)]
