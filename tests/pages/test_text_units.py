@@ -157,3 +157,15 @@ def test_rendering_keeps_anchors_and_escapes_markup() -> None:
     assert "onerror" not in html
     assert render_section("## Setup\n\nA [link](https://x.org).", "setup").startswith('<h2 id="setup">Setup</h2>')
     assert 'rel="noopener noreferrer"' in render_section("[l](https://x.org)")
+
+
+def test_sections_without_prose_need_no_model() -> None:
+    from bookchat.pages.rewriter import SectionRewriter
+
+    heading_only, code_only, prose = split_chapter(
+        "## Title\n\n## Code\n\n```\nx\n```\n\n## Prose\n\nWords.", max_chars=999
+    )
+    personalize = SectionRewriter(None, "personalize", "")  # type: ignore[arg-type]  # no call is made
+    translate = SectionRewriter(None, "translate", "")  # type: ignore[arg-type]
+    assert [personalize.needs_model(s) for s in (heading_only, code_only, prose)] == [False, False, True]
+    assert [translate.needs_model(s) for s in (heading_only, code_only, prose)] == [True, True, True]

@@ -86,12 +86,18 @@ class SectionRewriter:
 
     def needs_model(self, section: ChapterSection) -> bool:
         """False for a section with nothing to rewrite (only code, links or markup, or blank)."""
-        return bool(TOKEN.sub("", self.model_text(section)[1].text).strip(" \t\n#"))
+        return self._has_prose(section, self.model_text(section)[1])
+
+    def _has_prose(self, section: ChapterSection, protected: Protected) -> bool:
+        text = protected.text
+        if self.kind == "personalize" and section.heading is not None:
+            text = text.partition("\n")[2]  # a personalised heading stays as written: only its body counts
+        return bool(TOKEN.sub("", text).strip(" \t\n#"))
 
     async def rewrite(self, section: ChapterSection, on_delta: DeltaSink | None = None) -> SectionResult:
         """The section rewritten; its original when there is no prose to rewrite or the model twice broke it."""
         _, protected = self.model_text(section)
-        if not TOKEN.sub("", protected.text).strip(" \t\n#"):
+        if not self._has_prose(section, protected):
             return SectionResult(section.index, section.source, "unchanged")
         calls = prompt_tokens = completion_tokens = 0
         problems: tuple[str, ...] = ()

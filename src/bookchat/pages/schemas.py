@@ -88,7 +88,9 @@ class PageMeta(BaseModel):
     document_id: UUID
     title: str = Field(examples=["ROS 2 basics"])
     url: str | None = Field(examples=["https://book.example.org/docs/module-1/ros2-basics"])
-    content_hash: str = Field(description="The source document's content hash the result is made from.")
+    content_hash: str = Field(
+        description="The source document's content hash the result is made from.", examples=["9f2c1e…"]
+    )
     kind: Literal["personalize", "translate"]
     language: str | None = Field(description="The target language (translations only).", examples=["ur"])
     direction: Direction = Field(description="`rtl` for right-to-left languages: set `dir` on the container.")
@@ -110,16 +112,16 @@ class PageResponse(PageMeta):
 class DeltaEvent(BaseModel):
     """Text of the section being written (provisional: its `section` event is the final text)."""
 
-    index: int = Field(ge=0)
-    text: str
+    index: int = Field(ge=0, examples=[1])
+    text: str = Field(examples=["A publisher sends "])
 
 
 class DoneEvent(BaseModel):
     """The end of a stream."""
 
-    content_hash: str
-    cached: bool
-    fallbacks: int = Field(ge=0, description="Sections shown as written because the model broke them.")
+    content_hash: str = Field(examples=["9f2c1e…"])
+    cached: bool = Field(description="No model call was needed.", examples=[False])
+    fallbacks: int = Field(ge=0, description="Sections shown as written because the model broke them.", examples=[0])
     usage: PageUsage
 
 
@@ -133,11 +135,11 @@ class ErrorEvent(BaseModel):
 class PagesFeatures(BaseModel):
     """Whether chapters can be personalised and translated here (both need a language model)."""
 
-    personalize: bool
-    translate: bool
+    personalize: bool = Field(examples=[True])
+    translate: bool = Field(examples=[True])
     default_language: str = Field(examples=["ur"])
     direction: Direction = Field(description="Direction of the default language.")
-    guests: bool = Field(description="Guests may use them (with a background given in the request).")
+    guests: bool = Field(description="Guests may use them (with a background given in the request).", examples=[False])
 
 
 class FeaturesResponse(BaseModel):

@@ -1302,6 +1302,21 @@
     return fallback;
   }
 
+  async function pageError(response, kind) {
+    var what = kind === "translate" ? "translated" : "personalised";
+    var wait = retryAfterSeconds(response);
+    if (response.status === 429) {
+      return new ChatError(
+        "You have had many chapters " + what + " recently. " +
+          (wait !== null ? "Please try again " + inWords(wait) + "." : "Please try again later."),
+        429,
+        "rate-limited"
+      );
+    }
+    var fallback = "The chapter could not be " + what + " (HTTP " + response.status + "). Please try again.";
+    return new ChatError(await problemText(response, fallback), response.status, "");
+  }
+
   // Server HTML is rendered with raw HTML escaped; it is still rebuilt here from a short list of elements and
   // attributes, so nothing the server sends can run script on the book's page.
   var SAFE_TAGS = /^(P|H[1-6]|UL|OL|LI|PRE|CODE|EM|STRONG|A|IMG|BLOCKQUOTE|TABLE|THEAD|TBODY|TR|TH|TD|BR|HR|DEL|S|SUP|SUB)$/;
@@ -1661,7 +1676,7 @@
         body: JSON.stringify(body),
         signal: controller.signal,
       });
-      if (!response.ok) throw new ChatError(await problemText(response, (await errorFrom(response)).message));
+      if (!response.ok) throw await pageError(response, kind);
       await readEvents(response, function (name, event) {
         if (name === "meta") {
           total = event.section_count;
