@@ -7,12 +7,14 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from bookchat.llm.provider import LLM
 from bookchat.pages.placeholders import TOKEN, Protected, protect, restore, restore_partial
 from bookchat.pages.prompts import section_input
 from bookchat.pages.sections import ATX_HEADING, ChapterSection
+
+if TYPE_CHECKING:  # the SDK behind it is slow to import; only a configured model needs it
+    from bookchat.llm.provider import LLM
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from pydantic import BaseModel
@@ -20,7 +20,6 @@ from bookchat.auth.schemas import Background
 from bookchat.config import Settings
 from bookchat.errors import BookchatError, Conflict, Forbidden, PayloadTooLarge, ServiceUnavailable, Unauthorized
 from bookchat.llm.errors import is_known_upstream_error, upstream_error
-from bookchat.llm.provider import LLM
 from bookchat.pages import prompts
 from bookchat.pages.chapters import chapter_markdown, find_chapter
 from bookchat.pages.languages import direction, normalize_tag
@@ -40,6 +39,9 @@ from bookchat.pages.schemas import (
 )
 from bookchat.pages.sections import ChapterSection, join_sections, split_chapter
 from bookchat.runtime.rate_limiter import RateLimiter
+
+if TYPE_CHECKING:  # the SDK behind it is slow to import; only a configured model needs it
+    from bookchat.llm.provider import LLM
 
 log = logging.getLogger(__name__)
 
