@@ -162,6 +162,22 @@ def test_a_guest_sees_the_buttons_disabled_with_the_reason(site: Site, page: Pag
     expect(bar.get_by_role("status")).to_have_text("Sign in to personalise or translate this chapter.")
 
 
+def test_a_book_with_its_own_login_hands_the_tokens_over(site: Site, page: Page) -> None:
+    email = f"own-login-{uuid.uuid4().hex[:8]}@example.org"
+    password = "plum-ferry-quartz-lantern"
+    assert page.request.post(site.url + "/api/auth/register", data={"email": email, "password": password}).ok
+    tokens = page.request.post(site.url + "/api/auth/login", data={"email": email, "password": password}).json()
+    page.goto(site.chapter())
+    bar = _pagebar(page)
+    expect(bar.get_by_role("button", name="اردو")).to_be_disabled()
+    page.wait_for_function("() => window.BookchatWidget && window.BookchatWidget.pageTools")
+    page.evaluate("([tokens, email]) => window.BookchatWidget.signIn(tokens, email)", [tokens, email])
+    expect(bar.get_by_role("button", name="اردو")).to_be_enabled()
+    expect(bar.get_by_role("button", name=f"Profile · {email}")).to_be_visible()
+    page.evaluate("() => window.BookchatWidget.signIn(null)")
+    expect(bar.get_by_role("button", name="اردو")).to_be_disabled()
+
+
 def test_a_reader_translates_to_urdu_toggles_back_and_personalises(site: Site, page: Page, tmp_path: Path) -> None:
     page.goto(site.chapter())
     bar = _pagebar(page)

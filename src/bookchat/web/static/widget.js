@@ -1809,6 +1809,16 @@
     },
     renderMarkdown: renderMarkdown, // exposed for tests and for hosts that want the same rendering
     pageTools: null, // the chapter's buttons, once the server says it can personalise and translate
+    // A book with its own login hands over the reader's tokens (the reply of POST /api/auth/login), or null.
+    signIn: function (tokens, email) {
+      if (tokens && typeof tokens.access_token === "string" && typeof tokens.refresh_token === "string") {
+        keepTokens(tokens, email ? String(email).slice(0, 320) : "");
+      } else {
+        reader.set(null);
+      }
+      var tools = window.BookchatWidget.pageTools;
+      return tools ? tools.refreshAccount() : Promise.resolve();
+    },
   };
 
   function startAll() {
