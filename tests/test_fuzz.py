@@ -96,6 +96,9 @@ def fuzz_operation(operation: Any, mode: GenerationMode, base_url: str, headers:
         # The generated case may carry its own (fuzzed) Authorization; ours must win to reach the handler.
         case.headers = {**(case.headers or {}), **headers}
         response = case.call(base_url=base_url, timeout=60)
+        if response.status_code == 503 and '"code":"llm-required"' in response.text:
+            # The designed answer of the pages without a language model (this server has none): not a crash.
+            return
         case.validate_response(response, checks=CHECKS)
 
     check()

@@ -222,6 +222,36 @@ class Settings(BaseSettings):
         None, max_length=2000, description="The book's site, e.g. https://book.example.org/docs, for links."
     )
 
+    # Reader pages: personalised and translated chapters (POST /api/pages/personalize and /translate)
+    pages_default_language: str = Field(
+        "ur",
+        min_length=2,
+        max_length=35,
+        pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$",
+        description="BCP-47 tag a translation uses when neither the request nor the reader's profile names one.",
+    )
+    pages_glossary: StringList = Field(
+        default_factory=list,
+        description="Terms translations keep in English, e.g. ROS 2,URDF,Gazebo (JSON array or a,b,c).",
+    )
+    pages_section_chars: int = Field(
+        6000, ge=500, le=100_000, description="Longest section (characters) sent to the model in one call."
+    )
+    pages_concurrency: int = Field(4, ge=1, le=32, description="Sections of one chapter rewritten at once.")
+    pages_allow_guests: bool = Field(
+        False, description="Guests may personalise and translate, giving their background in the request."
+    )
+    rate_limit_pages: str = Field(
+        "20/hour",
+        max_length=200,
+        description="Chapters rewritten by the model (cache misses) per reader; cached chapters are free.",
+    )
+
+    @field_validator("pages_glossary", mode="before")
+    @classmethod
+    def _glossary(cls, value: Any) -> Any:
+        return _split_list(value)
+
     # Service
     host: str = Field("127.0.0.1", max_length=255, description="Interface `bookchat serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `bookchat serve` listens on.")

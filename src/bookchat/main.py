@@ -26,6 +26,7 @@ from bookchat.edge.middleware import EdgeConfigError, body_limit_for, install_ed
 from bookchat.edge.problems import install_problem_handlers, internal_error_response, refused_body_response
 from bookchat.health.router import router as health_router
 from bookchat.openai_compat.router import router as openai_router
+from bookchat.pages.router import router as pages_router
 from bookchat.retrieval.embeddings import EmbeddingError
 from bookchat.retrieval.store import VectorStoreError
 from bookchat.runtime.database import DatabaseError
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         search_router,
         documents_router,
         openai_router,
+        pages_router,
         web_router,
     ):
         app.include_router(router)

@@ -159,7 +159,7 @@ async def test_guest_token_and_renewal(http: httpx.AsyncClient) -> None:
     guest = response.json()
     assert guest["principal_id"].startswith("guest:")
     me = await http.get("/api/auth/me", headers=bearer(guest["access_token"]))
-    assert me.json() == {"principal_id": guest["principal_id"], "role": "guest", "user": None}
+    assert me.json() == {"principal_id": guest["principal_id"], "role": "guest", "user": None, "background": None}
 
     renewed = await http.post("/api/auth/guest", json={"guest_token": guest["access_token"]})
     assert renewed.json()["principal_id"] == guest["principal_id"]

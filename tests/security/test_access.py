@@ -24,9 +24,12 @@ PUBLIC = {
     ("POST", "/api/auth/refresh"),
     ("POST", "/api/auth/logout"),
     ("POST", "/api/auth/guest"),
+    ("GET", "/api/features"),
 }
 ADMIN_ONLY = re.compile(r"^/api/documents")
-ACCOUNT_ONLY = {("POST", "/api/auth/claim")}
+ACCOUNT_ONLY = {("POST", "/api/auth/claim"), ("PATCH", "/api/auth/me")}
+# Signed-in readers only (guests get 401 saying so); without a model they answer 503 `llm-required`.
+READER_ONLY = {("POST", "/api/pages/personalize"), ("POST", "/api/pages/translate")}
 
 
 def codec_of(app: FastAPI) -> TokenCodec:
@@ -76,7 +79,10 @@ async def test_every_route_enforces_its_roles(auth_app: FastAPI, principals: dic
             statuses = {}
             for who, headers in principals.items():
                 response = await http.request(method, url, json=json_body, headers=headers)
-                assert response.status_code < 500, (method, path, who, response.text)
+                no_model = (method, path) in READER_ONLY and response.status_code == 503
+                assert no_model or response.status_code < 500, (method, path, who, response.text)
+                if no_model:
+                    assert response.json()["code"] == "llm-required", (method, path, who, response.text)
                 statuses[who] = response.status_code
             checked += 1
             if (method, path) in PUBLIC:
@@ -87,6 +93,10 @@ async def test_every_route_enforces_its_roles(auth_app: FastAPI, principals: dic
                 assert statuses["user"] == 403, (method, path, statuses)
                 assert statuses["admin"] not in (401, 403), (method, path, statuses)
                 assert statuses["service"] not in (401, 403), (method, path, statuses)
+            elif (method, path) in READER_ONLY:
+                assert statuses["guest"] == 401, (method, path, statuses)
+                assert statuses["service"] == 403, (method, path, statuses)
+                assert statuses["user"] not in (401, 403), (method, path, statuses)
             elif (method, path) in ACCOUNT_ONLY:
                 assert statuses["guest"] == 403, (method, path, statuses)
                 assert statuses["user"] not in (401, 403), (method, path, statuses)
@@ -159,4 +169,4 @@ async def test_admin_service_token_is_compared_exactly(auth_app: FastAPI) -> Non
             response = await http.get("/api/auth/me", headers=bearer(near_miss))
             assert response.status_code == 401
         me = await http.get("/api/auth/me", headers=bearer(ADMIN_TOKEN))
-        assert me.json() == {"principal_id": "service:admin-token", "role": "admin", "user": None}
+        assert me.json() == {"principal_id": "service:admin-token", "role": "admin", "user": None, "background": None}

@@ -42,6 +42,16 @@ class RefreshTokenRecord:
     replaced_by: UUID | None
 
 
+@dataclass(frozen=True)
+class ProfileRecord:
+    """The profile columns of a `users` row (all None for a reader who gave no background)."""
+
+    software: str | None
+    hardware: str | None
+    interests: str | None
+    language: str | None
+
+
 def _user(row: Any) -> UserRecord:
     return UserRecord(**dict(row))
 
@@ -178,3 +188,27 @@ async def claim_guest_data(conn: Any, *, guest_principal: str, user_principal: s
     )
     await conn.execute("DELETE FROM feedback WHERE owner_id = $1", guest_principal)
     return int(result.split()[-1])
+
+
+async def get_profile(conn: Any, user_id: UUID) -> ProfileRecord | None:
+    """The profile columns of an enabled account; None when there is no such account."""
+    row = await conn.fetchrow(
+        "SELECT profile_software AS software, profile_hardware AS hardware, profile_interests AS interests,"
+        " profile_language AS language FROM users WHERE id = $1 AND NOT disabled",
+        user_id,
+    )
+    return ProfileRecord(**dict(row)) if row is not None else None
+
+
+async def set_profile(conn: Any, user_id: UUID, profile: ProfileRecord) -> bool:
+    """Store the profile columns; False when the account is gone or disabled."""
+    result: str = await conn.execute(
+        "UPDATE users SET profile_software = $2, profile_hardware = $3, profile_interests = $4,"
+        " profile_language = $5, profile_updated_at = now(), updated_at = now() WHERE id = $1 AND NOT disabled",
+        user_id,
+        profile.software,
+        profile.hardware,
+        profile.interests,
+        profile.language,
+    )
+    return result.split()[-1] == "1"

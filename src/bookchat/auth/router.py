@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from bookchat.auth.dependencies import PrincipalDep, TokenCodecDep, UserDep
+from bookchat.auth.profiles import ProfileService
 from bookchat.auth.rate_limits import client_address, get_rate_limiter, rate_limit
 from bookchat.auth.schemas import (
     ClaimRequest,
@@ -17,6 +18,7 @@ from bookchat.auth.schemas import (
     LoginRequest,
     LogoutRequest,
     MeResponse,
+    ProfileUpdate,
     RefreshRequest,
     RegisterRequest,
     TokenResponse,
@@ -36,6 +38,13 @@ async def get_auth_service(request: Request, pool: PoolDep, codec: TokenCodecDep
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+
+
+async def get_profile_service(pool: PoolDep) -> ProfileService:
+    return ProfileService(pool)
+
+
+ProfileServiceDep = Annotated[ProfileService, Depends(get_profile_service)]
 
 
 def _tokens(pair: TokenPair, response: Response) -> TokenResponse:
@@ -59,12 +68,15 @@ def _user(record: object) -> UserOut:
     dependencies=AUTH_LIMITED,
     responses={403: PROBLEM, 409: PROBLEM, 422: PROBLEM, 429: PROBLEM},
 )
-async def register(body: RegisterRequest, service: AuthServiceDep) -> UserOut:
+async def register(body: RegisterRequest, service: AuthServiceDep, profiles: ProfileServiceDep) -> UserOut:
     """Create an account. Closed when `BOOKCHAT_ALLOW_REGISTRATION=false`.
 
-    With `guest_token`, the guest's conversations become the new account's.
+    With `guest_token`, the guest's conversations become the new account's; with `background`, chapters can
+    be personalised for the reader right away (`POST /api/pages/personalize`).
     """
     user = await service.register(body.email, body.password, body.display_name, guest_token=body.guest_token)
+    if body.background is not None:
+        await profiles.save(user.id, body.background)
     return _user(user)
 
 
@@ -128,7 +140,25 @@ async def claim(body: ClaimRequest, principal: UserDep, service: AuthServiceDep)
 
 
 @router.get("/me", responses={401: PROBLEM})
-async def me(principal: PrincipalDep, service: AuthServiceDep) -> MeResponse:
-    """Who the bearer token belongs to: an account (with its profile), a guest, or the admin service token."""
+async def me(principal: PrincipalDep, service: AuthServiceDep, profiles: ProfileServiceDep) -> MeResponse:
+    """Who the bearer token belongs to: an account (with its background), a guest, or the admin service token."""
     user = await service.profile(principal)
-    return MeResponse(principal_id=principal.id, role=principal.role, user=_user(user) if user else None)
+    background = await profiles.background(principal) if user else None
+    return MeResponse(
+        principal_id=principal.id, role=principal.role, user=_user(user) if user else None, background=background
+    )
+
+
+@router.patch("/me", responses={401: PROBLEM, 403: PROBLEM, 422: PROBLEM})
+async def update_me(
+    body: ProfileUpdate, principal: UserDep, service: AuthServiceDep, profiles: ProfileServiceDep
+) -> MeResponse:
+    """Change the reader's background (`software`, `hardware`, `interests`, `language`); `null` removes it.
+
+    Given fields replace the stored ones, the others are kept. Guests have no profile (403).
+    """
+    user = await service.profile(principal)
+    background = await profiles.update(principal, body.background)
+    return MeResponse(
+        principal_id=principal.id, role=principal.role, user=_user(user) if user else None, background=background
+    )

@@ -15,10 +15,50 @@ TOKEN_PATTERN = r"^[A-Za-z0-9._~+/=-]+$"  # noqa: S105 - a regex, not a secret
 
 
 TokenStr = Annotated[str, Field(min_length=16, max_length=4096, pattern=TOKEN_PATTERN)]
+# A BCP-47 language tag as readers and browsers write them: "ur", "ur-PK", "zh-Hant", "pt-BR".
+LANGUAGE_TAG_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$"
+LanguageTag = Annotated[str, Field(min_length=2, max_length=35, pattern=LANGUAGE_TAG_PATTERN, examples=["ur"])]
+SoftwareLevel = Literal["none", "beginner", "intermediate", "advanced"]
+HardwareLevel = Literal["none", "hobbyist", "professional"]
+MAX_INTERESTS_CHARS = 300
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class Background(_Body):
+    """A reader's background: what chapters are personalised for. Asked at sign-up, changed any time."""
+
+    software: SoftwareLevel = Field(description="Programming experience.", examples=["beginner"])
+    hardware: HardwareLevel = Field(description="Experience with electronics and robots.", examples=["hobbyist"])
+    interests: Annotated[
+        StorableStr | None,
+        Field(max_length=MAX_INTERESTS_CHARS, description="What the reader wants to do with the book.",
+              examples=["building a small rover with a Raspberry Pi"]),
+    ] = None  # fmt: skip
+    language: Annotated[LanguageTag | None, Field(description="Preferred language for translations.")] = None
+
+
+class BackgroundPatch(_Body):
+    """Fields of the background to change; the others keep their stored values."""
+
+    software: SoftwareLevel | None = Field(None, examples=["advanced"])
+    hardware: HardwareLevel | None = Field(None, examples=["professional"])
+    interests: Annotated[StorableStr | None, Field(max_length=MAX_INTERESTS_CHARS, examples=["drones"])] = None
+    language: LanguageTag | None = None
+
+
+class ProfileUpdate(_Body):
+    """`PATCH /api/auth/me`: change the background (`null` removes it)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"background": {"software": "beginner", "hardware": "none"}}]}
+    )
+
+    background: BackgroundPatch | None = Field(
+        description="Fields to change, merged into the stored background; `null` deletes the background."
+    )
 
 
 class RegisterRequest(_Body):
@@ -38,6 +78,7 @@ class RegisterRequest(_Body):
     guest_token: Annotated[
         TokenStr | None, Field(description="A guest access token whose conversations the new account keeps.")
     ] = None
+    background: Background | None = Field(None, description="The reader's background, for personalised chapters.")
 
 
 class LoginRequest(_Body):
@@ -114,3 +155,4 @@ class MeResponse(BaseModel):
     principal_id: str = Field(examples=["user:0b6f7a3e-52b8-4c8e-9a1f-3f7e1b2c4d5e"])
     role: Literal["guest", "user", "admin"]
     user: UserOut | None = None
+    background: Background | None = Field(None, description="The reader's background; guests have none.")

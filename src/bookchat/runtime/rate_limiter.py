@@ -25,7 +25,7 @@ from bookchat.errors import TooManyRequests
 
 log = logging.getLogger(__name__)
 
-Rule = Literal["auth", "login_pair", "login_account", "chat", "search", "ip"]
+Rule = Literal["auth", "login_pair", "login_account", "chat", "search", "ip", "pages"]
 
 # A stream slot in Redis is a lease: a heartbeat renews it every third of this while the stream lives, so a
 # replica that dies without releasing its slots holds them for at most this long.
@@ -108,6 +108,7 @@ class RateLimiter:
             "chat": _parse("chat", settings.rate_limit_chat),
             "search": _parse("search", settings.rate_limit_search),
             "ip": _parse("ip", settings.rate_limit_ip),
+            "pages": _parse("pages", settings.rate_limit_pages),
         }
         self.prefix = settings.rate_limit_prefix
         self.max_streams = settings.max_concurrent_streams

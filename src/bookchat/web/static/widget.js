@@ -1213,6 +1213,566 @@
     announce("Selected text attached. Type a question, or press Enter to have it explained.");
   });
 
+  // ---------------------------------------------------------------- the chapter's own tools
+  // "Personalise for me" and a translation button at the top of the chapter, for signed-in readers. They replace
+  // the chapter's content in place, section by section as the server sends them, and "Show original" puts the
+  // page's own nodes back. Hidden when the server has no language model (GET /api/features).
+  var PAGE_TOOLS = data.pageTools !== "off";
+  var CHAPTER_SELECTOR =
+    data.chapter || ".theme-doc-markdown, article .markdown, .demo-article, article, main";
+  var RTL_FONTS =
+    '"Noto Nastaliq Urdu", "Jameel Noori Nastaleeq", "Noto Naskh Arabic", "Noto Sans Arabic", "Segoe UI", Tahoma, "DejaVu Sans", sans-serif';
+  var LEVELS = {
+    software: [
+      ["none", "I have never programmed"],
+      ["beginner", "Beginner programmer"],
+      ["intermediate", "I program regularly"],
+      ["advanced", "Advanced software engineer"],
+    ],
+    hardware: [
+      ["none", "No hardware experience"],
+      ["hobbyist", "I build electronics as a hobby"],
+      ["professional", "I work with hardware"],
+    ],
+  };
+
+  var reader = {
+    // A signed-in reader's tokens, separate from the chat's guest token: {access, refresh, expiresAt, email}.
+    get: function () {
+      var value = storage.get("reader");
+      return value && typeof value.access === "string" ? value : null;
+    },
+    set: function (value) {
+      storage.set("reader", value);
+    },
+  };
+
+  function keepTokens(issued, email) {
+    var lifetime = typeof issued.expires_in === "number" ? issued.expires_in : 900;
+    reader.set({
+      access: issued.access_token,
+      refresh: issued.refresh_token,
+      expiresAt: Date.now() + lifetime * 1000,
+      email: email,
+    });
+  }
+
+  async function readerToken() {
+    var current = reader.get();
+    if (!current) return null;
+    if (current.expiresAt - 30000 > Date.now()) return current.access;
+    var response = await fetch(API + "/api/auth/refresh", {
+      method: "POST",
+      headers: { Accept: "application/json", "Content-Type": "application/json" },
+      body: JSON.stringify({ refresh_token: current.refresh }),
+      credentials: "omit",
+    });
+    if (!response.ok) {
+      reader.set(null); // the session ended (signed out elsewhere, or expired): sign in again
+      return null;
+    }
+    keepTokens(await response.json(), current.email);
+    return reader.get().access;
+  }
+
+  async function readerFetch(path, options) {
+    var token = await readerToken();
+    if (!token) throw new ChatError("Sign in to use this.", 401, "sign-in-required");
+    var headers = Object.assign({}, options.headers || {}, { Authorization: "Bearer " + token });
+    return fetch(API + path, Object.assign({}, options, { headers: headers, credentials: "omit" }));
+  }
+
+  async function jsonPost(path, body) {
+    return fetch(API + path, {
+      method: "POST",
+      headers: { Accept: "application/json", "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      credentials: "omit",
+    });
+  }
+
+  async function problemText(response, fallback) {
+    try {
+      var body = await response.json();
+      if (body && typeof body.detail === "string") return body.detail;
+      if (body && Array.isArray(body.errors) && body.errors.length) return fallback;
+    } catch (e) {
+      /* not JSON */
+    }
+    return fallback;
+  }
+
+  async function pageError(response, kind) {
+    var what = kind === "translate" ? "translated" : "personalised";
+    var wait = retryAfterSeconds(response);
+    if (response.status === 429) {
+      return new ChatError(
+        "You have had many chapters " + what + " recently. " +
+          (wait !== null ? "Please try again " + inWords(wait) + "." : "Please try again later."),
+        429,
+        "rate-limited"
+      );
+    }
+    var fallback = "The chapter could not be " + what + " (HTTP " + response.status + "). Please try again.";
+    return new ChatError(await problemText(response, fallback), response.status, "");
+  }
+
+  // Server HTML is rendered with raw HTML escaped; it is still rebuilt here from a short list of elements and
+  // attributes, so nothing the server sends can run script on the book's page.
+  var SAFE_TAGS = /^(P|H[1-6]|UL|OL|LI|PRE|CODE|EM|STRONG|A|IMG|BLOCKQUOTE|TABLE|THEAD|TBODY|TR|TH|TD|BR|HR|DEL|S|SUP|SUB)$/;
+
+  function safeUrl(value) {
+    if (!value) return null;
+    if (/^#/.test(value)) return value;
+    var url = httpUrl(value, location.href);
+    if (!url) return null;
+    return url.href;
+  }
+
+  function sanitize(html) {
+    var parsed = new DOMParser().parseFromString("<body>" + html + "</body>", "text/html");
+    var out = document.createDocumentFragment();
+    function copy(node, parent) {
+      if (node.nodeType === 3) {
+        parent.appendChild(document.createTextNode(node.nodeValue));
+        return;
+      }
+      if (node.nodeType !== 1) return;
+      var target = parent;
+      if (SAFE_TAGS.test(node.tagName)) {
+        target = document.createElement(node.tagName.toLowerCase());
+        if (/^H[1-6]$/.test(node.tagName) && node.id) target.id = node.id;
+        if (node.tagName === "A") {
+          var href = safeUrl(node.getAttribute("href"));
+          if (href) {
+            target.setAttribute("href", href);
+            if (!/^#/.test(href) && new URL(href).origin !== location.origin) target.rel = "noopener noreferrer";
+          }
+        }
+        if (node.tagName === "IMG") {
+          var src = safeUrl(node.getAttribute("src"));
+          if (!src) return;
+          target.setAttribute("src", src);
+          target.setAttribute("alt", node.getAttribute("alt") || "");
+          target.setAttribute("loading", "lazy");
+        }
+        if (node.tagName === "CODE" && /^language-[\w+-]{1,40}$/.test(node.className)) target.className = node.className;
+        parent.appendChild(target);
+      }
+      Array.prototype.forEach.call(node.childNodes, function (child) {
+        copy(child, target);
+      });
+    }
+    Array.prototype.forEach.call(parsed.body.childNodes, function (child) {
+      copy(child, out);
+    });
+    return out;
+  }
+
+  function languageLabel(tag) {
+    if (data.languageLabel) return data.languageLabel.slice(0, 40);
+    try {
+      var name = new Intl.DisplayNames([tag], { type: "language" }).of(tag);
+      if (name) return name;
+    } catch (e) {
+      /* an old browser: the tag itself */
+    }
+    return tag;
+  }
+
+  function PageTools(container, features) {
+    this.container = container;
+    this.features = features;
+    this.language = (data.language || features.default_language || "ur").slice(0, 35);
+    this.original = null; // the chapter's own nodes while ours are shown
+    this.rewritten = null; // our wrapper, kept so "Show …" can come back without a new request
+    this.showing = "original";
+    this.controller = null;
+    this.me = null;
+    this.build();
+  }
+
+  PageTools.prototype.build = function () {
+    var self = this;
+    var bar = el("div", "bkc-root bkc-pagebar");
+    bar.setAttribute("role", "toolbar");
+    bar.setAttribute("aria-label", "Chapter tools");
+    bar.setAttribute("data-bookchat-pagebar", "");
+    function button(label, className) {
+      var node = el("button", "bkc-pagebutton " + className, label);
+      node.type = "button";
+      bar.appendChild(node);
+      return node;
+    }
+    this.personalizeButton = button("Personalise for me", "bkc-personalize");
+    this.translateButton = button(languageLabel(this.language), "bkc-translate");
+    this.translateButton.lang = this.language;
+    this.toggleButton = button("Show original", "bkc-show-original");
+    this.toggleButton.hidden = true;
+    this.accountButton = button("Sign in", "bkc-account");
+    this.status = el("span", "bkc-pagestatus");
+    this.status.setAttribute("role", "status");
+    this.status.setAttribute("aria-live", "polite");
+    bar.appendChild(this.status);
+    this.form = el("form", "bkc-pageform");
+    this.form.hidden = true;
+    bar.appendChild(this.form);
+    this.bar = bar;
+    if (!this.features.personalize) this.personalizeButton.hidden = true;
+    if (!this.features.translate) this.translateButton.hidden = true;
+    this.personalizeButton.addEventListener("click", function () {
+      if (!self.me || !self.me.background) {
+        self.openForm("profile", "Tell the book about your background first; it is asked once.");
+        return;
+      }
+      self.run("personalize");
+    });
+    this.translateButton.addEventListener("click", function () {
+      self.run("translate");
+    });
+    this.toggleButton.addEventListener("click", function () {
+      self.toggle();
+    });
+    this.accountButton.addEventListener("click", function () {
+      if (!self.form.hidden) return self.closeForm();
+      self.openForm(reader.get() ? "profile" : "signin");
+    });
+    this.container.parentNode.insertBefore(bar, this.container);
+    this.refreshAccount();
+  };
+
+  var SIGN_IN_REASON = "Sign in to personalise or translate this chapter.";
+
+  PageTools.prototype.updateButtons = function () {
+    var blocked = !(this.me && this.me.user) && !this.features.guests;
+    [this.personalizeButton, this.translateButton].forEach(function (node) {
+      node.disabled = blocked;
+      node.title = blocked ? SIGN_IN_REASON : "";
+    });
+    return blocked;
+  };
+
+  PageTools.prototype.setSignedIn = function (me) {
+    this.me = me;
+    var signedIn = !!(me && me.user);
+    this.accountButton.textContent = signedIn ? "Profile · " + (me.user.display_name || me.user.email) : "Sign in";
+    this.bar.classList.toggle("bkc-signed-out", !signedIn);
+    if (this.updateButtons()) this.say(SIGN_IN_REASON);
+    else if (this.status.textContent === SIGN_IN_REASON) this.say("");
+  };
+
+  PageTools.prototype.refreshAccount = async function () {
+    if (!reader.get()) return this.setSignedIn(null);
+    try {
+      var response = await readerFetch("/api/auth/me", { headers: { Accept: "application/json" } });
+      if (!response.ok) {
+        if (response.status === 401) reader.set(null);
+        return this.setSignedIn(null);
+      }
+      this.setSignedIn(await response.json());
+    } catch (e) {
+      this.setSignedIn(null);
+    }
+  };
+
+  PageTools.prototype.say = function (text, isError) {
+    this.status.textContent = text;
+    this.status.classList.toggle("bkc-pagestatus-error", !!isError);
+  };
+
+  PageTools.prototype.field = function (label, node) {
+    var wrap = el("label", "bkc-pagefield");
+    wrap.appendChild(el("span", "", label));
+    wrap.appendChild(node);
+    this.form.appendChild(wrap);
+    return node;
+  };
+
+  PageTools.prototype.select = function (name, current) {
+    var node = el("select");
+    node.name = name;
+    LEVELS[name].forEach(function (option) {
+      var item = el("option", "", option[1]);
+      item.value = option[0];
+      if (option[0] === current) item.selected = true;
+      node.appendChild(item);
+    });
+    return node;
+  };
+
+  PageTools.prototype.openForm = function (mode, message) {
+    var self = this;
+    var form = this.form;
+    form.textContent = "";
+    form.hidden = false;
+    if (message) form.appendChild(el("p", "bkc-pagehint", message));
+    var background = (this.me && this.me.background) || {};
+    var email = null;
+    var password = null;
+    if (mode === "signin") {
+      email = this.field("Email", el("input"));
+      email.type = "email";
+      email.name = "email";
+      email.required = true;
+      email.maxLength = 320;
+      email.autocomplete = "username";
+      password = this.field("Password", el("input"));
+      password.type = "password";
+      password.name = "password";
+      password.required = true;
+      password.maxLength = 1024;
+      password.autocomplete = "current-password";
+    }
+    var software = this.field("Software experience", this.select("software", background.software));
+    var hardware = this.field("Hardware experience", this.select("hardware", background.hardware));
+    var interests = this.field("Interests (optional)", el("input"));
+    interests.name = "interests";
+    interests.maxLength = 300;
+    interests.value = background.interests || "";
+    var actions = el("div", "bkc-pageactions");
+    function action(label, handler, primary) {
+      var node = el("button", "bkc-pagebutton" + (primary ? " bkc-primary" : ""), label);
+      node.type = primary ? "submit" : "button";
+      if (!primary) node.addEventListener("click", handler);
+      actions.appendChild(node);
+      return node;
+    }
+    form.appendChild(actions);
+    var chosen = { software: software, hardware: hardware, interests: interests };
+    form.onsubmit = function (event) {
+      event.preventDefault();
+      if (mode === "signin") self.signIn(email.value, password.value, chosen, false);
+      else self.saveProfile(chosen);
+    };
+    if (mode === "signin") {
+      action("Sign in", null, true);
+      action("Create account", function () {
+        if (!form.reportValidity()) return;
+        self.signIn(email.value, password.value, chosen, true);
+      });
+    } else {
+      action("Save", null, true);
+      action("Sign out", function () {
+        self.signOut();
+      });
+    }
+    action("Close", function () {
+      self.closeForm();
+    });
+    (email || software).focus();
+  };
+
+  PageTools.prototype.closeForm = function () {
+    this.form.hidden = true;
+    this.form.textContent = "";
+  };
+
+  function backgroundOf(chosen) {
+    var background = { software: chosen.software.value, hardware: chosen.hardware.value };
+    var interests = chosen.interests.value.trim();
+    if (interests) background.interests = interests.slice(0, 300);
+    return background;
+  }
+
+  PageTools.prototype.signIn = async function (email, password, chosen, create) {
+    try {
+      if (create) {
+        var created = await jsonPost("/api/auth/register", {
+          email: email,
+          password: password,
+          background: backgroundOf(chosen),
+        });
+        if (!created.ok) return this.say(await problemText(created, "The account could not be created."), true);
+      }
+      var login = await jsonPost("/api/auth/login", { email: email, password: password });
+      if (!login.ok) return this.say(await problemText(login, "Signing in failed."), true);
+      keepTokens(await login.json(), email);
+      this.closeForm();
+      await this.refreshAccount();
+      this.say(create ? "Account created; you are signed in." : "Signed in.");
+    } catch (e) {
+      this.say("Cannot reach the server. Check your connection and try again.", true);
+    }
+  };
+
+  PageTools.prototype.saveProfile = async function (chosen) {
+    try {
+      var response = await readerFetch("/api/auth/me", {
+        method: "PATCH",
+        headers: { Accept: "application/json", "Content-Type": "application/json" },
+        body: JSON.stringify({ background: backgroundOf(chosen) }),
+      });
+      if (!response.ok) return this.say(await problemText(response, "The profile could not be saved."), true);
+      this.setSignedIn(await response.json());
+      this.closeForm();
+      this.say("Profile saved.");
+    } catch (e) {
+      this.say(e instanceof ChatError ? e.message : "Cannot reach the server.", true);
+    }
+  };
+
+  PageTools.prototype.signOut = async function () {
+    var current = reader.get();
+    reader.set(null);
+    this.closeForm();
+    this.setSignedIn(null);
+    if (current) {
+      try {
+        await jsonPost("/api/auth/logout", { refresh_token: current.refresh });
+      } catch (e) {
+        /* the tokens are forgotten here either way */
+      }
+    }
+  };
+
+  PageTools.prototype.toggle = function () {
+    if (this.showing === "original" && this.rewritten) {
+      this.showRewritten();
+    } else {
+      this.showOriginal();
+    }
+  };
+
+  PageTools.prototype.showOriginal = function () {
+    if (!this.original) return;
+    var container = this.container;
+    container.textContent = "";
+    this.original.forEach(function (node) {
+      container.appendChild(node);
+    });
+    this.showing = "original";
+    this.toggleButton.textContent = this.rewritten ? "Show " + this.rewrittenLabel : "Show original";
+  };
+
+  PageTools.prototype.showRewritten = function () {
+    if (!this.original) this.original = Array.prototype.slice.call(this.container.childNodes);
+    this.container.textContent = "";
+    this.container.appendChild(this.rewritten);
+    this.showing = "rewritten";
+    this.toggleButton.hidden = false;
+    this.toggleButton.textContent = "Show original";
+  };
+
+  PageTools.prototype.run = async function (kind) {
+    var self = this;
+    if (this.controller) this.controller.abort();
+    var controller = new AbortController();
+    this.controller = controller;
+    var body = { page: pageAddress(), stream: true };
+    if (kind === "translate") body.language = this.language;
+    this.say(kind === "translate" ? "Translating…" : "Personalising…");
+    [this.personalizeButton, this.translateButton].forEach(function (node) {
+      node.disabled = true;
+    });
+    var wrapper = el("div", "bkc-rewritten");
+    wrapper.setAttribute("data-bookchat-kind", kind);
+    var slots = [];
+    var total = 0;
+    var done = 0;
+    try {
+      var response = await readerFetch("/api/pages/" + kind, {
+        method: "POST",
+        headers: { Accept: "text/event-stream", "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+        signal: controller.signal,
+      });
+      if (!response.ok) throw await pageError(response, kind);
+      await readEvents(response, function (name, event) {
+        if (name === "meta") {
+          total = event.section_count;
+          if (event.direction === "rtl") {
+            // Inline styles: the widget's stylesheet styles only its own nodes, and this is the book's page.
+            wrapper.dir = "rtl";
+            wrapper.classList.add("bkc-page-rtl");
+            wrapper.style.fontFamily = RTL_FONTS;
+            wrapper.style.lineHeight = "2.2"; // Nastaliq's tall letters need more room than Latin text
+          }
+          if (event.language) wrapper.lang = event.language;
+          for (var i = 0; i < total; i += 1) {
+            var slot = el("div", "bkc-page-section bkc-pending");
+            wrapper.appendChild(slot);
+            slots.push(slot);
+          }
+          self.rewritten = wrapper;
+          self.rewrittenLabel = kind === "translate" ? languageLabel(self.language) : "personalised";
+          self.showRewritten();
+        } else if (name === "delta") {
+          var target = slots[event.index];
+          if (target && target.classList.contains("bkc-pending")) {
+            if (!target.firstChild) {
+              var draft = el("p", "bkc-page-draft");
+              draft.style.opacity = "0.6";
+              draft.style.whiteSpace = "pre-wrap";
+              target.appendChild(draft);
+            }
+            target.firstChild.textContent += event.text;
+          }
+        } else if (name === "section") {
+          var slotNode = slots[event.index];
+          if (!slotNode) return;
+          slotNode.textContent = "";
+          slotNode.classList.remove("bkc-pending");
+          slotNode.appendChild(sanitize(event.html));
+          if (wrapper.dir === "rtl") {
+            // Code reads left to right whatever the language around it.
+            Array.prototype.forEach.call(slotNode.querySelectorAll("pre, code"), function (node) {
+              node.dir = "ltr";
+              if (node.tagName === "PRE") {
+                node.style.textAlign = "left";
+                node.style.lineHeight = "1.5";
+              }
+            });
+            Array.prototype.forEach.call(slotNode.querySelectorAll("h1, h2, h3, h4, h5, h6"), function (node) {
+              node.style.lineHeight = "1.9";
+            });
+          }
+          if (event.note) slotNode.appendChild(el("p", "bkc-page-note", event.note));
+          done += 1;
+          self.say("Section " + done + " of " + total + (event.cached ? " (saved copy)" : "") + "…");
+        } else if (name === "done") {
+          self.say(
+            (kind === "translate" ? "Translated" : "Personalised") +
+              (event.cached ? " (from the saved copy)." : ".") +
+              (event.fallbacks ? " " + event.fallbacks + " section(s) shown as written." : "")
+          );
+        } else if (name === "error") {
+          throw new ChatError(event.message || "The language model failed.", 502, event.code);
+        }
+      });
+    } catch (err) {
+      var error = networkError(err);
+      this.say(error.message, true);
+      if (!done && this.original) this.showOriginal();
+    } finally {
+      if (this.controller === controller) this.controller = null;
+      this.updateButtons();
+    }
+  };
+
+  async function startPageTools() {
+    if (!PAGE_TOOLS) return;
+    // The selectors in the order given (a selector list would match whichever comes first in the page).
+    var container = null;
+    CHAPTER_SELECTOR.split(",").some(function (selector) {
+      try {
+        container = document.querySelector(selector.trim());
+      } catch (e) {
+        container = null; // not a valid selector: try the next
+      }
+      return !!container;
+    });
+    if (!container || !container.parentNode) return;
+    try {
+      var response = await fetch(API + "/api/features", { headers: { Accept: "application/json" }, credentials: "omit" });
+      if (!response.ok) return;
+      var features = (await response.json()).pages;
+      if (!features || (!features.personalize && !features.translate)) return; // no model: no buttons at all
+      window.BookchatWidget.pageTools = new PageTools(container, features);
+    } catch (e) {
+      /* the server is unreachable: the chat shows that; the chapter stays as it is */
+    }
+  }
+
   // ---- start
   function mount() {
     document.body.appendChild(root);
@@ -1248,8 +1808,24 @@
       return ask(question, selectedText ? { text: selectedText, pageUrl: pageAddress() } : null);
     },
     renderMarkdown: renderMarkdown, // exposed for tests and for hosts that want the same rendering
+    pageTools: null, // the chapter's buttons, once the server says it can personalise and translate
+    // A book with its own login hands over the reader's tokens (the reply of POST /api/auth/login), or null.
+    signIn: function (tokens, email) {
+      if (tokens && typeof tokens.access_token === "string" && typeof tokens.refresh_token === "string") {
+        keepTokens(tokens, email ? String(email).slice(0, 320) : "");
+      } else {
+        reader.set(null);
+      }
+      var tools = window.BookchatWidget.pageTools;
+      return tools ? tools.refreshAccount() : Promise.resolve();
+    },
   };
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start, { once: true });
-  else start();
+  function startAll() {
+    start();
+    startPageTools();
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", startAll, { once: true });
+  else startAll();
 })();
