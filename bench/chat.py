@@ -662,6 +662,9 @@ def main() -> int:
     parser.add_argument(
         "--profile", type=Path, default=None, help="Write a cProfile of the bookchat server (event-loop thread) here."
     )
+    parser.add_argument(
+        "--vector-store", choices=["edge", "local-legacy"], default="edge", help="The embedded engine of the server."
+    )
     args = parser.parse_args()
     # Servers run on uvloop, as `bookchat serve` (uvicorn's default loop) does in production.
     if args.role == "bookchat":
@@ -689,6 +692,7 @@ def main() -> int:
                 "BOOKCHAT_JWT_SECRET": JWT_SECRET,
                 "BOOKCHAT_RATE_LIMIT_ENABLED": "false",
                 "BOOKCHAT_LOG_LEVEL": "INFO",
+                "BOOKCHAT_VECTOR_STORE": args.vector_store,
             }
             if database_url:
                 server_env["BOOKCHAT_DATABASE_URL"] = database_url
@@ -777,6 +781,7 @@ def main() -> int:
     out = write_results(
         {
             "benchmark": "chat",
+            "vector_store": args.vector_store,
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {**machine_description(), "platform": platform.platform()},
             "levels": [asdict(level) for level in levels],
