@@ -84,9 +84,6 @@ class Settings(BaseSettings):
         description="Embedded engine in QDRANT_PATH: edge (Qdrant's engine in process) or local-legacy "
         "(qdrant-client's pure-Python local mode, kept for one release).",
     )
-    vector_store_threads: int = Field(
-        2, ge=1, le=64, description="Threads the embedded engine runs searches and writes on."
-    )
 
     # Embeddings
     embedding_provider: EmbeddingProvider = Field("local", description="local | fastembed | gemini | openai.")
