@@ -262,3 +262,66 @@ async def test_calls_run_on_the_engines_threads_and_its_failures_name_the_store(
     await edge.close()
     with pytest.raises(RuntimeError, match="closed"):
         await edge.count("c")
+
+
+async def test_every_translated_filter_selects_what_qdrant_client_selects(edge: EdgeQdrantClient) -> None:
+    rng = random.Random(3)
+    local = await twin_collections(rng, edge)
+    ids = [str(uuid.UUID(int=1000 + n)) for n in range(0, 300, 9)]
+    conditions: list[Any] = [
+        models.FieldCondition(key="generation", range=models.Range(gte=1, lt=2)),
+        models.FieldCondition(key="document_id", match=models.MatchExcept(**{"except": [DOCUMENTS[0]]})),
+        models.FieldCondition(key="text", match=models.MatchText(text="point")),
+        models.IsNullCondition(is_null=models.PayloadField(key="text")),
+        models.IsEmptyCondition(is_empty=models.PayloadField(key="generation")),
+        models.HasIdCondition(has_id=ids),
+        models.HasVectorCondition(has_vector=SPARSE_VECTOR),
+        models.Filter(
+            min_should=models.MinShould(
+                conditions=[
+                    models.FieldCondition(key="document_id", match=models.MatchValue(value=DOCUMENTS[1])),
+                    models.FieldCondition(key="path_prefixes", match=models.MatchValue(value="guide")),
+                ],
+                min_count=2,
+            )
+        ),
+    ]
+    for condition in conditions:
+        for query_filter in (models.Filter(must=[condition]), models.Filter(must_not=[condition])):
+            got, _ = await edge.scroll("chunks", scroll_filter=query_filter, limit=500, with_payload=False)
+            expected, _ = await local.scroll("chunks", scroll_filter=query_filter, limit=500, with_payload=False)
+            assert {str(p.id) for p in got} == {str(p.id) for p in expected}, condition
+    selected = await edge.query_points(
+        "chunks",
+        query=models.NearestQuery(nearest=unit(rng)),
+        using=DENSE_VECTOR,
+        with_payload=models.PayloadSelectorInclude(include=["text"]),
+        with_vectors=[DENSE_VECTOR],
+        search_params=models.SearchParams(exact=True),
+        limit=3,
+    )
+    assert all(set(p.payload or {}) == {"text"} for p in selected.points)
+    assert all(set(p.vector or {}) == {DENSE_VECTOR} for p in selected.points)  # type: ignore[arg-type]
+    excluded, _ = await edge.scroll("chunks", limit=2, with_payload=models.PayloadSelectorExclude(exclude=["text"]))
+    assert all("text" not in (p.payload or {}) for p in excluded)
+    weighted = models.RrfQuery(rrf=models.Rrf(k=10, weights=[3.0, 1.0]))
+    dense, sparse = unit(rng), sparse_vector(rng, 60, 3)
+    request: dict[str, Any] = {
+        "prefetch": [
+            models.Prefetch(query=dense, using=DENSE_VECTOR, limit=20),
+            models.Prefetch(query=sparse, using=SPARSE_VECTOR, limit=20, params=models.SearchParams(exact=True)),
+        ],
+        "query": weighted,
+        "limit": 10,
+    }
+    assert_same_ranking(
+        (await edge.query_points("chunks", **request)).points, (await local.query_points("chunks", **request)).points
+    )
+    with pytest.raises(UnsupportedRequest):
+        await edge.scroll(
+            "chunks",
+            scroll_filter=models.Filter(
+                must=[models.NestedCondition(nested=models.Nested(key="x", filter=models.Filter()))]
+            ),
+        )
+    await local.close()
