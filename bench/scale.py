@@ -160,6 +160,31 @@ async def timed_queries(retriever: HybridRetriever, filters: SearchFilters | Non
     return round(statistics.median(latencies), 2)
 
 
+async def loop_stall(retriever: HybridRetriever, filters: SearchFilters) -> dict[str, float]:
+    """How late a 1 ms timer fires on the event loop while searches run back to back (half of them filtered):
+    what every chat stream of the process waits. The engines run off the loop; holding the GIL still stalls it."""
+    late: list[float] = []
+    stop = asyncio.Event()
+
+    async def sample() -> None:
+        while not stop.is_set():
+            began = time.perf_counter()
+            await asyncio.sleep(0.001)
+            late.append((time.perf_counter() - began) * 1000 - 1.0)
+
+    async def search() -> None:
+        deadline = time.perf_counter() + 3.0
+        number = 0
+        while time.perf_counter() < deadline or number < 2:
+            await retriever.search("query", limit=6, filters=filters if number % 2 else None)
+            number += 1
+        stop.set()
+
+    await asyncio.gather(sample(), search())
+    late.sort()
+    return {"p50": round(late[len(late) // 2], 2), "p99": round(late[int(len(late) * 0.99)], 2)}
+
+
 async def reopen(engine: str, folder: Path, points: int) -> dict[str, Any]:
     """Role `reopen`: start-up, RSS and query latencies in a fresh process."""
     began = time.perf_counter()
@@ -179,6 +204,7 @@ async def reopen(engine: str, folder: Path, points: int) -> dict[str, Any]:
     result["document_filter_p50_ms"] = await timed_queries(
         retriever, SearchFilters(document_ids=(document_id(documents // 2),)), budget
     )
+    result["loop_stall_ms"] = await loop_stall(retriever, SearchFilters(path_prefix="docs/module-3"))
     result["rss_after_queries_mb"] = round(rss_mb())
     await store.close()
     return result
@@ -206,6 +232,7 @@ def render(rows: list[dict[str, Any]]) -> Table:
         "path filter",
         "doc filter",
         "upsert/s",
+        "loop stall p50/p99",
     ):
         table.add_column(column, justify="left" if column == "engine" else "right")
     for row in rows:
@@ -220,6 +247,7 @@ def render(rows: list[dict[str, Any]]) -> Table:
             f"{row['path_filter_p50_ms']:.1f}",
             f"{row['document_filter_p50_ms']:.1f}",
             f"{row['upsert_points_per_s']:,.0f}",
+            f"{row['loop_stall_ms']['p50']:.1f} / {row['loop_stall_ms']['p99']:.1f}" if "loop_stall_ms" in row else "-",
         )
     return table
 
@@ -237,7 +265,7 @@ def main() -> int:
         task = build if args.role == "build" else reopen
         print(json.dumps(asyncio.run(task(args.engine, args.folder, args.points[0]))))
         return 0
-    console = Console()
+    console = Console(width=160)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bookchat-scale-") as work:
         for points in args.points:
