@@ -668,6 +668,9 @@ def main() -> int:
     parser.add_argument(
         "--profile", type=Path, default=None, help="Write a cProfile of the bookchat server (event-loop thread) here."
     )
+    parser.add_argument(
+        "--vector-store", choices=["edge", "local-legacy"], default="edge", help="The embedded engine of the server."
+    )
     args = parser.parse_args()
     # Servers run on uvloop, as `bookchat serve` (uvicorn's default loop) does in production.
     if args.role == "bookchat":
@@ -696,6 +699,8 @@ def main() -> int:
                 "BOOKCHAT_RATE_LIMIT_ENABLED": "false",
                 "BOOKCHAT_LOG_LEVEL": "INFO",
                 "BOOKCHAT_QUERY_REWRITE": "true" if args.rewrite else "false",
+
+                "BOOKCHAT_VECTOR_STORE": args.vector_store,
             }
             if database_url:
                 server_env["BOOKCHAT_DATABASE_URL"] = database_url
@@ -784,6 +789,7 @@ def main() -> int:
     out = write_results(
         {
             "benchmark": "chat",
+            "vector_store": args.vector_store,
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {**machine_description(), "platform": platform.platform()},
             "levels": [asdict(level) for level in levels],

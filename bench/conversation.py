@@ -69,7 +69,7 @@ async def build_index(book: Path, folder: Path) -> tuple[HybridRetriever, int, f
     """The book chunked as `bookchat ingest` chunks it, indexed into a fresh local collection."""
     settings = load_settings()
     embedder = await asyncio.to_thread(create_embedder, settings)
-    store = VectorStore(open_qdrant_client(None, None, folder), "conversation-bench", is_local=True)
+    store = VectorStore(open_qdrant_client(None, None, folder), "conversation-bench", kind="edge")
     retriever = HybridRetriever(
         store, embedder, Bm25Encoder(), rrf_k=settings.rrf_k, prefetch_limit=settings.prefetch_limit
     )

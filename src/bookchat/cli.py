@@ -102,6 +102,7 @@ def serve(
             fail(f"BOOKCHAT_JWT_SECRET: none is set and none could be kept in {settings.data_dir}: {exc}", code=1)
         if sample and SAMPLE_BOOK.is_dir():
             os.environ.setdefault(ENV_PREFIX + "SAMPLE_BOOK", str(SAMPLE_BOOK))
+        finish_owed_migration(load_settings())
         print_banner(settings, host, port, workers, embedded)
         uvicorn.run(
             "bookchat.main:app_from_env",
@@ -118,6 +119,21 @@ def serve(
             console.print("embedded PostgreSQL stopped", style="dim")
 
 
+def finish_owed_migration(settings: Settings) -> None:
+    """Before serving: a local-mode folder moves to the embedded engine here, with its progress bar on the
+    terminal, rather than silently in the server's start-up."""
+    from bookchat.retrieval.stores.edge_migration import owes_rebuild
+
+    if settings.resolved_vector_store != "edge" or not owes_rebuild(settings.resolved_qdrant_path):
+        return
+
+    async def _migrate() -> None:
+        async with resources_for(settings):
+            pass
+
+    run(_migrate())
+
+
 def print_banner(settings: Settings, host: str, port: int, workers: int, embedded: EmbeddedPostgres | None) -> None:
     url = f"http://{host}:{port}"
     database = (
@@ -125,7 +141,8 @@ def print_banner(settings: Settings, host: str, port: int, workers: int, embedde
         if embedded
         else Database(settings).description
     )
-    store = settings.qdrant_url or f"local folder {settings.resolved_qdrant_path} (one process)"
+    engine = {"edge": "embedded (qdrant-edge)", "local-legacy": "local mode (legacy)"}.get(settings.vector_store)
+    store = settings.qdrant_url or f"{engine} folder {settings.resolved_qdrant_path} (one process)"
     provider = settings.resolved_llm_provider
     llm = "none — extractive answers (set GEMINI_API_KEY for Gemini)" if provider == "none" else provider
     console.print(f"[bold]bookchat[/] on [link={url}]{url}[/link]  ·  API docs {url}/docs  ·  {workers} worker(s)")
@@ -167,12 +184,20 @@ def migrate() -> None:
 
 
 @asynccontextmanager
-async def resources_for(settings: Settings, *, check_collection: bool = True) -> AsyncIterator[Resources]:
-    """The same resources the server opens, but the rate limiter, for one command."""
+async def resources_for(
+    settings: Settings, *, check_collection: bool = True, finish_migration: bool = True
+) -> AsyncIterator[Resources]:
+    """The same resources the server opens, but the rate limiter, for one command; a move to the embedded engine
+    that still owes its rebuild is finished first (unless the command rebuilds anyway: `finish_migration`)."""
     from bookchat.runtime.resources import open_resources
 
     async with AsyncExitStack() as stack:
-        yield await open_resources(settings, stack, check_collection=check_collection, rate_limits=False)
+        resources = await open_resources(settings, stack, check_collection=check_collection, rate_limits=False)
+        if finish_migration and resources.store.owed_rebuild is not None:
+            from bookchat.documents.terminal import migrate_with_progress
+
+            await migrate_with_progress(resources, errors)
+        yield resources
 
 
 @app.command()
@@ -183,28 +208,29 @@ def ingest(
     reindex: Annotated[bool, typer.Option(help="Rebuild the collection and re-embed everything.")] = False,
 ) -> None:
     """Load, chunk, embed and index a book; reruns skip unchanged files."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from bookchat.documents.index_migration import describe, legacy_chunks
     from bookchat.documents.ingest import IngestPipeline
-    from bookchat.documents.ingest_summary import IngestProgress
+    from bookchat.documents.terminal import ingest_progress
 
     settings = settings_or_exit()
 
     async def _ingest() -> IngestSummary:
-        async with resources_for(settings, check_collection=not reindex) as resources:
+        async with resources_for(settings, check_collection=not reindex, finish_migration=not reindex) as resources:
             pipeline = IngestPipeline(resources.database.pool, resources.retriever, resources.embedder, settings)
-            with Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=errors
-            ) as bar:
-                task = bar.add_task("ingesting", total=None)
-
-                def show(event: IngestProgress) -> None:
-                    description = "waiting for another ingestion" if event.phase == "wait" else event.phase
-                    bar.update(task, completed=event.completed, total=event.total or None, description=description)
-
-                return await pipeline.ingest_paths(
-                    paths, base_url=base_url, prune=prune, reindex=reindex, progress=show
-                )
+            # `--reindex` on a folder moved from local mode is that move's rebuild, done by hand.
+            owed = resources.store.owed_rebuild
+            if owed is not None:
+                errors.print(describe(owed), style="yellow", highlight=False, soft_wrap=True)
+            async with legacy_chunks(pipeline, owed or {}) as carry_from:
+                pipeline.carry_from = carry_from
+                with ingest_progress(errors) as show:
+                    summary = await pipeline.ingest_paths(
+                        paths, base_url=base_url, prune=prune, reindex=reindex, progress=show
+                    )
+            await resources.store.clear_owed_rebuild()
+            if await resources.store.optimize():
+                errors.print("embedded index optimized", style="dim")
+            return summary
 
     summary = run(_ingest())
     for skipped in summary.skipped:

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     collection: str = Field(
         "bookchat", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="Qdrant collection."
     )
+    # The embedded vector store (used while QDRANT_URL is unset), see docs/configuration.md.
+    vector_store: Literal["edge", "local-legacy"] = Field(
+        "edge",
+        description="Embedded engine in QDRANT_PATH: edge (Qdrant's engine in process) or local-legacy "
+        "(qdrant-client's pure-Python local mode, kept for one release).",
+    )
 
     # Embeddings
     embedding_provider: EmbeddingProvider = Field("local", description="local | fastembed | gemini | openai.")
@@ -300,6 +306,11 @@ class Settings(BaseSettings):
         if self.llm_provider is not None:
             return self.llm_provider
         return "gemini" if self.llm_api_key is not None else "none"
+
+    @property
+    def resolved_vector_store(self) -> Literal["server", "edge", "local-legacy"]:
+        """The engine in force: a Qdrant server when QDRANT_URL is set, else the embedded one chosen."""
+        return "server" if self.qdrant_url else self.vector_store
 
     @property
     def resolved_qdrant_path(self) -> Path:

@@ -19,6 +19,7 @@ from bookchat.chat.router import router as chat_router
 from bookchat.chat.upkeep import turn_upkeep
 from bookchat.config import Settings, SettingsError, load_settings
 from bookchat.conversations.router import router as conversations_router
+from bookchat.documents.index_migration import finish_migration
 from bookchat.documents.ingest import IngestPipeline
 from bookchat.documents.router import router as documents_router
 from bookchat.edge.body_limit import BodyLimitMiddleware
@@ -84,6 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with AsyncExitStack() as stack:
             try:
                 resources = await open_resources(settings, stack)
+                # A local-mode folder just moved to the embedded engine: its index is rebuilt before serving.
+                await finish_migration(
+                    resources.database.pool, resources.retriever, resources.embedder, resources.settings
+                )
                 if settings.sample_book is not None and await resources.store.count() == 0:
                     await ingest_sample_book(resources, settings.sample_book)
                 app.state.resources = resources

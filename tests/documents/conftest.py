@@ -32,7 +32,7 @@ async def resources(make_settings: Callable[..., Settings]) -> AsyncIterator[Res
 async def pipeline(resources: Resources) -> IngestPipeline:
     """A pipeline over a collection of its own, so tests never see each other's documents."""
     name = f"docs_{uuid.uuid4().hex[:12]}"
-    store = VectorStore(resources.store.client, name, is_local=True)
+    store = VectorStore(resources.store.client, name, kind=resources.store.kind)
     retriever = HybridRetriever(store, resources.embedder, resources.sparse)
     await retriever.ensure_collection()
     settings = resources.settings.model_copy(update={"collection": name})

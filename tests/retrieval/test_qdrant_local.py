@@ -60,7 +60,7 @@ def test_the_fast_scoring_is_installed_for_local_stores() -> None:
 
 
 async def test_local_calls_run_on_the_stores_own_thread() -> None:
-    store = VectorStore(AsyncQdrantClient(location=":memory:"), "threads", is_local=True)
+    store = VectorStore(AsyncQdrantClient(location=":memory:"), "threads", kind="local-legacy")
     seen: list[str] = []
 
     async def where() -> str:
@@ -87,7 +87,7 @@ async def test_a_runner_propagates_errors_and_closes_twice() -> None:
 
 async def test_a_local_store_limits_blas_to_one_thread() -> None:
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    store = VectorStore(AsyncQdrantClient(location=":memory:"), "blas", is_local=True)
+    store = VectorStore(AsyncQdrantClient(location=":memory:"), "blas", kind="local-legacy")
     blas = [pool for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
     assert blas
     assert all(pool["num_threads"] == 1 for pool in blas)

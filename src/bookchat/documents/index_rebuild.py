@@ -41,8 +41,10 @@ class IndexRebuild:
         conn: repo.Conn,
         summary: IngestSummary,
         tracker: ProgressTracker,
+        carry_from: VectorStore | None = None,
     ) -> None:
         self.retriever = retriever
+        self.carry_from = carry_from
         self.preparer = preparer
         self.conn = conn
         self.summary = summary
@@ -123,7 +125,7 @@ class IndexRebuild:
             except UnsupportedDocument as exc:
                 self.summary.skipped.append(SkippedFile(path, exc.reason))
                 self.tracker.advance(path, "skipped")
-        carried = await stored_passages(self.retriever.store, [str(row.id) for row in legacy])
+        carried = await stored_passages(self.carry_from or self.retriever.store, [str(row.id) for row in legacy])
         for row in legacy:
             chunks = carried.get(str(row.id), [])
             carried[str(row.id)] = [dataclasses.replace(passage, generation=row.generation) for passage in chunks]

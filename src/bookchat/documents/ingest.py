@@ -30,6 +30,7 @@ from bookchat.documents.preparation import DocumentInput, DocumentPreparer, Prep
 from bookchat.documents.repository import DocumentRow
 from bookchat.retrieval.embeddings import Embedder
 from bookchat.retrieval.search import HybridRetriever
+from bookchat.retrieval.store import VectorStore
 from bookchat.runtime.advisory_locks import LockTimeout, holding_lock, lock_key
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ class IngestPipeline:
         self.settings = settings
         self.collection = retriever.store.collection
         self.preparer = DocumentPreparer(self.collection, embedder, settings)
+        # Where a rebuild finds the chunks of documents ingested before sources were kept: the live collection,
+        # or the old engine's after a move to another one (see `index_migration`).
+        self.carry_from: VectorStore | None = None
 
     # --- public entry points ---------------------------------------------------------------------------------
 
@@ -112,7 +116,9 @@ class IngestPipeline:
                 seen = {item.source_path for item in inputs}
                 scopes = found.scopes if prune else []
                 keep = {path: row for path, row in rows.items() if path in seen or not in_scopes(path, scopes)}
-                await IndexRebuild(self.retriever, self.preparer, conn, summary, tracker).run(keep, inputs, base)
+                await IndexRebuild(self.retriever, self.preparer, conn, summary, tracker, self.carry_from).run(
+                    keep, inputs, base
+                )
             else:
                 await self._ingest_changed(conn, rows, inputs, base, force, summary, tracker)
             if prune:
@@ -185,7 +191,9 @@ class IngestPipeline:
         async with self._session(summary, wait=False, tracker=ProgressTracker(progress)) as conn:
             rows = await repo.fetch_all(conn, self.collection)
             tracker = ProgressTracker(progress, len(rows))
-            await IndexRebuild(self.retriever, self.preparer, conn, summary, tracker).run(rows, [], None)
+            await IndexRebuild(self.retriever, self.preparer, conn, summary, tracker, self.carry_from).run(
+                rows, [], None
+            )
         summary.seconds = time.perf_counter() - started
         return summary
 

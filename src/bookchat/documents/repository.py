@@ -199,6 +199,16 @@ async def fetch_sources(conn: Conn, collection: str, document_ids: Sequence[UUID
     }
 
 
+async def count_without_source(conn: Conn, collection: str) -> int:
+    """Indexed documents whose bytes are not stored (ingested before sources were kept)."""
+    count = await conn.fetchval(
+        "SELECT count(*) FROM documents WHERE collection = $1 AND source IS NULL AND content_hash <> $2",
+        collection,
+        PENDING_HASH,
+    )
+    return int(count or 0)
+
+
 async def delete(conn: Conn, collection: str, document_ids: Sequence[UUID]) -> int:
     if not document_ids:
         return 0

@@ -245,9 +245,10 @@ async def run_beir_eval(
         settings.qdrant_url,
         settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
         settings.resolved_qdrant_path,
+        settings.resolved_vector_store,
     )
     collection = eval_collection_name(settings, dataset.name, embedder.model_id)
-    store = VectorStore(client, collection, is_local=settings.qdrant_url is None)
+    store = VectorStore(client, collection, kind=settings.resolved_vector_store)
     retriever = HybridRetriever(
         store, embedder, Bm25Encoder(), rrf_k=settings.rrf_k, prefetch_limit=settings.prefetch_limit, fusion=fusion
     )

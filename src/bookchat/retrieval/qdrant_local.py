@@ -38,7 +38,6 @@ from qdrant_client.http import models
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped, unused-ignore]
 
 if TYPE_CHECKING:
-    from qdrant_client import AsyncQdrantClient
     from qdrant_client.local.local_collection import LocalCollection
 
 log = logging.getLogger(__name__)
@@ -171,7 +170,7 @@ def limit_blas_threads() -> bool:
     return True
 
 
-def _local_collection(client: AsyncQdrantClient, name: str) -> LocalCollection | None:
+def _local_collection(client: object, name: str) -> LocalCollection | None:
     """The engine's collection object behind a local-mode client, or None for a server client."""
     from qdrant_client.local.async_qdrant_local import AsyncQdrantLocal
 
@@ -231,7 +230,7 @@ _hybrid_query_works = True
 
 
 def local_hybrid_query(
-    client: AsyncQdrantClient,
+    client: object,
     collection_name: str,
     *,
     dense: Sequence[float],

@@ -1,4 +1,5 @@
-"""Qdrant: the client (embedded folder, server or Cloud) and the collection that holds a corpus's chunks."""
+"""Qdrant: the client (embedded engine, a server or Cloud, or the legacy local mode) and the collection that holds a
+corpus's chunks."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from bookchat.retrieval.qdrant_local import LocalRunner, install_fast_sparse_scoring, limit_blas_threads
+from bookchat.retrieval.stores.api import QdrantApi, StoreKind
+from bookchat.retrieval.stores.edge_client import EdgeQdrantClient
+from bookchat.retrieval.stores.edge_folder import is_edge_folder
+from bookchat.retrieval.stores.errors import EmbeddingModelMismatch, FolderInUse, VectorStoreError
+
+__all__ = ["EmbeddingModelMismatch", "FolderInUse", "VectorStore", "VectorStoreError", "open_qdrant_client"]
 
 log = logging.getLogger(__name__)
 
@@ -24,25 +31,26 @@ INDEX_ID = "index_id"
 T = TypeVar("T")
 
 
-class VectorStoreError(RuntimeError):
-    """Qdrant cannot be used as configured; the message names the fix."""
-
-
-class EmbeddingModelMismatch(VectorStoreError):
-    """The collection was built with another embedding model or size than the one configured."""
-
-
-def open_qdrant_client(url: str | None, api_key: str | None, path: Path) -> AsyncQdrantClient:
-    """A server/Cloud client when `url` is given, else the embedded store in `path` (one process only)."""
+def open_qdrant_client(url: str | None, api_key: str | None, path: Path, kind: StoreKind = "edge") -> QdrantApi:
+    """A server/Cloud client when `url` is given, else the embedded store in `path` (one process only): the
+    embedded engine (`edge`) or qdrant-client's local mode (`local-legacy`)."""
     if url:
         return AsyncQdrantClient(url=url, api_key=api_key, timeout=10)
+    if kind == "edge":
+        return EdgeQdrantClient(path)
+    if is_edge_folder(path):
+        raise VectorStoreError(
+            f"{path} holds an index of the embedded engine, not of qdrant-client's local mode: unset "
+            "BOOKCHAT_VECTOR_STORE (the embedded engine is the default), or give local mode another "
+            "BOOKCHAT_QDRANT_PATH"
+        )
     path.mkdir(parents=True, exist_ok=True)
     try:
         # Used from the store's own worker thread after this (see qdrant_local.LocalRunner), one call at a time.
         return AsyncQdrantClient(path=str(path), force_disable_check_same_thread=True)
     except RuntimeError as exc:
         # Local mode takes a file lock: a second process on the same folder is refused.
-        raise VectorStoreError(
+        raise FolderInUse(
             f"the local Qdrant folder {path} is in use by another bookchat process; stop it, or set "
             "BOOKCHAT_QDRANT_URL to a Qdrant server so several processes can share it"
         ) from exc
@@ -52,17 +60,18 @@ class VectorStore:
     """One Qdrant collection: named dense vector `dense` (unit vectors, dot product = cosine) and sparse vector
     `bm25` (IDF modifier)."""
 
-    def __init__(
-        self, client: AsyncQdrantClient, collection: str, *, is_local: bool, location: str | None = None
-    ) -> None:
+    def __init__(self, client: QdrantApi, collection: str, *, kind: StoreKind, location: str | None = None) -> None:
         self.client = client
         self.collection = collection
-        self.is_local = is_local
+        self.kind: StoreKind = kind
+        # qdrant-client's local mode: the engine `qdrant_local` speeds up (and `search` takes a fast path on).
+        self.is_local = kind == "local-legacy"
         # Where the index lives, for people: a server URL, or a folder and the host it is on.
-        self.location = location or ("a local Qdrant folder" if is_local else "a Qdrant server")
-        # Local mode computes inside its coroutines: they go to a worker thread, never the event loop.
-        self._runner = LocalRunner() if is_local else None
-        if is_local:
+        self.location = location or ("a Qdrant server" if kind == "server" else "a local Qdrant folder")
+        # Local mode computes inside its coroutines: they go to a worker thread, never the event loop. The
+        # embedded engine's client runs every call on its own threads already.
+        self._runner = LocalRunner() if self.is_local else None
+        if self.is_local:
             install_fast_sparse_scoring()
             limit_blas_threads()
 
@@ -86,7 +95,8 @@ class VectorStore:
 
     @property
     def description(self) -> str:
-        return f"Qdrant {'local folder' if self.is_local else 'server'}, collection {self.collection!r}"
+        where = {"server": "server", "edge": "embedded folder", "local-legacy": "local folder"}[self.kind]
+        return f"Qdrant {where}, collection {self.collection!r}"
 
     async def ensure_collection(
         self, model_id: str, dim: int, *, sparse_id: str | None = None, name: str | None = None
@@ -236,6 +246,25 @@ class VectorStore:
     async def ping(self) -> None:
         """Raise if Qdrant cannot be reached."""
         await self.run(self.client.get_collections())
+
+    @property
+    def owed_rebuild(self) -> dict[str, Any] | None:
+        """What the embedded engine's folder still owes after a move from local mode (its index rebuilt from
+        PostgreSQL, see `documents.index_migration`), or None."""
+        return self.client.pending_rebuild if isinstance(self.client, EdgeQdrantClient) else None
+
+    async def clear_owed_rebuild(self) -> None:
+        if isinstance(self.client, EdgeQdrantClient) and self.client.pending_rebuild is not None:
+            await self.client.clear_pending_rebuild()
+
+    async def optimize(self) -> bool:
+        """Let the embedded engine merge its segments, drop deleted points and build its vector index (blocking
+        its thread, and Python's, for as long as that takes: seconds for a book, minutes at 100k points): for
+        `bookchat ingest`, never while serving. True when something was optimized; a server optimizes itself."""
+        if not isinstance(self.client, EdgeQdrantClient):
+            return False
+        name = await self.physical_name()
+        return name is not None and await self.client.optimize(name)
 
     async def close(self) -> None:
         await self.run(self.client.close())

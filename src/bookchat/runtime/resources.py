@@ -13,6 +13,7 @@ from bookchat.retrieval.embeddings import Embedder, create_embedder
 from bookchat.retrieval.search import HybridRetriever
 from bookchat.retrieval.sparse import Bm25Encoder
 from bookchat.retrieval.store import VectorStore, open_qdrant_client
+from bookchat.retrieval.stores.edge_migration import migrate_legacy_folder
 from bookchat.runtime.database import Database
 from bookchat.runtime.index_registry import claim_index
 
@@ -35,6 +36,19 @@ class Resources:
     limiter: RateLimiter | None
 
 
+async def open_store(settings: Settings) -> VectorStore:
+    """The configured vector store; a local-mode folder where the embedded engine is configured is moved aside
+    first (its index is then rebuilt from PostgreSQL, see `pending_rebuild`)."""
+    kind = settings.resolved_vector_store
+    path = settings.resolved_qdrant_path
+    if kind == "edge":
+        await asyncio.to_thread(migrate_legacy_folder, path)
+    api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+    client = await asyncio.to_thread(open_qdrant_client, settings.qdrant_url, api_key, path, kind)
+    location = settings.qdrant_url or f"local folder {path} on {socket.gethostname()}"
+    return VectorStore(client, settings.collection, kind=kind, location=location)
+
+
 async def open_resources(
     settings: Settings, stack: AsyncExitStack, *, check_collection: bool = True, rate_limits: bool = True
 ) -> Resources:
@@ -52,10 +66,7 @@ async def open_resources(
         await database.open()
         stack.push_async_callback(database.close)
 
-        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        client = open_qdrant_client(settings.qdrant_url, api_key, settings.resolved_qdrant_path)
-        location = settings.qdrant_url or f"local folder {settings.resolved_qdrant_path} on {socket.gethostname()}"
-        store = VectorStore(client, settings.collection, is_local=settings.qdrant_url is None, location=location)
+        store = await open_store(settings)
         stack.push_async_callback(store.close)
     except BaseException:
         # A thread cannot be cancelled: wait for it so its result (or error) is not left unretrieved.
@@ -73,8 +84,10 @@ async def open_resources(
     )
     if check_collection:
         await retriever.ensure_collection()
-        async with database.pool.acquire() as conn:
-            await claim_index(conn, store)
+        if store.owed_rebuild is None:
+            # A folder that still owes its rebuild holds no index yet: the rebuild records it when complete.
+            async with database.pool.acquire() as conn:
+                await claim_index(conn, store)
 
     llm = None
     if settings.resolved_llm_provider != "none":

@@ -1,0 +1,478 @@
+"""The embedded engine: Qdrant's client API (the part bookchat uses) over qdrant-edge, Qdrant's engine in process.
+
+qdrant-edge (Apache-2.0, by Qdrant) runs the same Rust segment code as a Qdrant server inside this process: dense
+and sparse search, the IDF modifier, DBSF and RRF fusion, payload filters and payload indexes, a write-ahead log.
+It has no collections, aliases or metadata: `EdgeFolder` adds them. Every call runs on this client's threads, never
+on the event loop. qdrant-edge 0.9 does not release the GIL while it computes (measured, see docs/benchmarks.md):
+a search holds Python for its few milliseconds, so the engine keeps one search thread and leaves the other cores
+to the embedder.
+
+Long because it is one class implementing one API, each method a short translation to the engine's calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import qdrant_edge as qe
+from qdrant_client import models
+from qdrant_client.http import models as rest
+
+from bookchat.retrieval.stores import edge_convert as convert
+from bookchat.retrieval.stores.edge_folder import EdgeFolder
+from bookchat.retrieval.stores.errors import VectorStoreError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_DISTANCES = {
+    models.Distance.DOT: (qe.Distance.Dot, "Dot"),
+    models.Distance.COSINE: (qe.Distance.Cosine, "Cosine"),
+    models.Distance.EUCLID: (qe.Distance.Euclid, "Euclid"),
+    models.Distance.MANHATTAN: (qe.Distance.Manhattan, "Manhattan"),
+}
+_BY_NAME = {name: (edge, distance) for distance, (edge, name) in _DISTANCES.items()}
+_SCHEMAS = {
+    models.PayloadSchemaType.KEYWORD: qe.PayloadSchemaType.Keyword,
+    models.PayloadSchemaType.INTEGER: qe.PayloadSchemaType.Integer,
+    models.PayloadSchemaType.FLOAT: qe.PayloadSchemaType.Float,
+    models.PayloadSchemaType.BOOL: qe.PayloadSchemaType.Bool,
+    models.PayloadSchemaType.UUID: qe.PayloadSchemaType.Uuid,
+}
+_SCHEMA_NAMES = {str(edge): schema for schema, edge in _SCHEMAS.items()}
+_COMPLETED = models.UpdateResult(operation_id=None, status=models.UpdateStatus.COMPLETED)
+
+
+class _Collection:
+    """An open shard and what bookchat recorded about it; `use()` keeps it open while a call runs."""
+
+    def __init__(self, name: str, shard: qe.EdgeShard, config: dict[str, Any]) -> None:
+        self.name = name
+        self.shard = shard
+        self.config = config
+        self.translator = convert.QueryTranslator(
+            {vector for vector, params in config.get("sparse_vectors", {}).items() if params.get("modifier") == "idf"}
+        )
+        self._users = 0
+        self._retired = False
+        self._condition = threading.Condition()
+
+    @contextlib.contextmanager
+    def use(self) -> Iterator[qe.EdgeShard]:
+        with self._condition:
+            if self._retired:
+                raise ValueError(f"Collection {self.name} not found")
+            self._users += 1
+        try:
+            yield self.shard
+        finally:
+            with self._condition:
+                self._users -= 1
+                self._condition.notify_all()
+
+    def retire(self) -> None:
+        """Refuse new calls, wait for the running ones, then close the shard."""
+        with self._condition:
+            self._retired = True
+            while self._users:
+                self._condition.wait()
+        self.shard.close()
+
+
+class EdgeQdrantClient:
+    """Collections of qdrant-edge shards in one folder, with aliases and metadata; see `api.QdrantApi`."""
+
+    def __init__(self, root: Path, *, threads: int = 4, pending_rebuild: dict[str, Any] | None = None) -> None:
+        self.root = root
+        self.folder = EdgeFolder(root)
+        self.catalog = self.folder.open(pending_rebuild=pending_rebuild)
+        self._open: dict[str, _Collection] = {}
+        self._lock = threading.RLock()  # the catalog and `_open`
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qdrant-edge")
+        self._closed = False
+
+    # --- plumbing -----------------------------------------------------------------------------------------------
+
+    async def _run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._closed:
+            raise RuntimeError("the embedded Qdrant client is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(_engine_call, function, *args, **kwargs))
+
+    def _resolve(self, name: str) -> str:
+        aliases: dict[str, str] = self.catalog["aliases"]
+        return aliases.get(name, name)
+
+    def _collection(self, name: str) -> _Collection:
+        """The open collection `name` names (a collection or an alias); opened on first use."""
+        with self._lock:
+            target = self._resolve(name)
+            found = self._open.get(target)
+            if found is not None:
+                return found
+            if target not in self.folder.collection_names():
+                raise ValueError(f"Collection {name} not found")
+            config = self.folder.read_config(target)
+            shard = qe.EdgeShard.load(str(self.folder.shard_dir(target)), _edge_config(config))
+            found = self._open[target] = _Collection(target, shard, config)
+            return found
+
+    @property
+    def pending_rebuild(self) -> dict[str, Any] | None:
+        """What a migration left to do (rebuild the index from PostgreSQL), or None."""
+        pending: dict[str, Any] | None = self.catalog.get("pending_rebuild")
+        return pending
+
+    async def clear_pending_rebuild(self) -> None:
+        def clear() -> None:
+            with self._lock:
+                self.catalog = {**self.catalog, "pending_rebuild": None}
+                self.folder.save_catalog(self.catalog)
+
+        await self._run(clear)
+
+    # --- collections --------------------------------------------------------------------------------------------
+
+    async def collection_exists(self, collection_name: str, **kwargs: Any) -> bool:
+        def exists() -> bool:
+            with self._lock:
+                return self._resolve(collection_name) in self.folder.collection_names()
+
+        return await self._run(exists)
+
+    async def create_collection(
+        self,
+        collection_name: str,
+        vectors_config: dict[str, models.VectorParams] | None = None,
+        sparse_vectors_config: dict[str, models.SparseVectorParams] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> bool:
+        if not isinstance(vectors_config, dict):
+            raise convert.UnsupportedRequest("the embedded engine takes named dense vectors (a dict)")
+        dense = {name: {"size": p.size, "distance": _DISTANCES[p.distance][1]} for name, p in vectors_config.items()}
+        sparse = {
+            name: {"modifier": "idf" if p.modifier == models.Modifier.IDF else None}
+            for name, p in (sparse_vectors_config or {}).items()
+        }
+        config = {"vectors": dense, "sparse_vectors": sparse, "metadata": dict(metadata or {})}
+        await self._run(self._create, collection_name, config)
+        return True
+
+    def _create(self, name: str, config: dict[str, Any]) -> None:
+        with self._lock:
+            if name in self.folder.collection_names() or name in self.catalog["aliases"]:
+                raise ValueError(f"Collection {name} already exists")
+            shard = qe.EdgeShard.create(str(self.folder.shard_dir(name)), _edge_config(config))
+            # Written last: the collection exists from this rename on (see EdgeFolder).
+            self.folder.write_config(name, config)
+            self._open[name] = _Collection(name, shard, config)
+
+    async def create_payload_index(
+        self, collection_name: str, field_name: str, field_schema: Any = None, **kwargs: Any
+    ) -> models.UpdateResult:
+        schema = _SCHEMAS.get(models.PayloadSchemaType(field_schema))  # a str enum: the value or its name
+        if schema is None:
+            raise convert.UnsupportedRequest(f"payload index {field_schema!r} is not supported here")
+        return await self._update(collection_name, qe.UpdateOperation.create_field_index(field_name, schema))
+
+    async def get_collection(self, collection_name: str, **kwargs: Any) -> models.CollectionInfo:
+        def info() -> models.CollectionInfo:
+            collection = self._collection(collection_name)
+            with collection.use() as shard:
+                stats = shard.info()
+            config = collection.config
+            params = models.CollectionParams(
+                vectors={
+                    name: models.VectorParams(size=p["size"], distance=_BY_NAME[p["distance"]][1])
+                    for name, p in config["vectors"].items()
+                },
+                sparse_vectors={
+                    name: models.SparseVectorParams(modifier=models.Modifier.IDF if p["modifier"] == "idf" else None)
+                    for name, p in config["sparse_vectors"].items()
+                },
+            )
+            # Only what the embedded engine knows; a server's HNSW, optimizer and WAL settings have no meaning here.
+            return models.CollectionInfo.model_construct(
+                status=models.CollectionStatus.GREEN,
+                optimizer_status=models.OptimizersStatusOneOf.OK,
+                points_count=stats.points_count,
+                indexed_vectors_count=stats.indexed_vectors_count,
+                segments_count=stats.segments_count,
+                config=models.CollectionConfig.model_construct(
+                    params=params,
+                    hnsw_config=None,  # type: ignore[arg-type]  # a server's settings, not the embedded engine's
+                    optimizer_config=None,  # type: ignore[arg-type]
+                    metadata=dict(config["metadata"]),
+                ),
+                payload_schema={
+                    field: models.PayloadIndexInfo(data_type=_SCHEMA_NAMES[str(index.data_type)], points=index.points)
+                    for field, index in stats.payload_schema.items()
+                    if str(index.data_type) in _SCHEMA_NAMES
+                },
+            )
+
+        return await self._run(info)
+
+    async def update_collection(
+        self, collection_name: str, metadata: dict[str, Any] | None = None, **kwargs: Any
+    ) -> bool:
+        if any(value is not None for value in kwargs.values()):
+            raise convert.UnsupportedRequest(f"update_collection({', '.join(kwargs)}) is not supported here")
+
+        def update() -> None:
+            with self._lock:
+                collection = self._collection(collection_name)
+                config = {**collection.config, "metadata": {**collection.config["metadata"], **(metadata or {})}}
+                self.folder.write_config(collection.name, config)
+                collection.config = config
+
+        await self._run(update)
+        return True
+
+    async def delete_collection(self, collection_name: str, **kwargs: Any) -> bool:
+        def delete() -> bool:
+            with self._lock:
+                if collection_name not in self.folder.collection_names():
+                    return False
+                collection = self._open.pop(collection_name, None)
+                if collection is not None:
+                    collection.retire()
+                aliases = {a: c for a, c in self.catalog["aliases"].items() if c != collection_name}
+                if aliases != self.catalog["aliases"]:
+                    self._save_aliases(aliases)
+                self.folder.remove_collection(collection_name)
+                return True
+
+        return await self._run(delete)
+
+    async def get_collections(self, **kwargs: Any) -> models.CollectionsResponse:
+        def listing() -> models.CollectionsResponse:
+            with self._lock:
+                names = self.folder.collection_names()
+            return models.CollectionsResponse(collections=[models.CollectionDescription(name=n) for n in names])
+
+        return await self._run(listing)
+
+    async def get_aliases(self, **kwargs: Any) -> models.CollectionsAliasesResponse:
+        with self._lock:
+            aliases = dict(self.catalog["aliases"])
+        return models.CollectionsAliasesResponse(
+            aliases=[models.AliasDescription(alias_name=a, collection_name=c) for a, c in aliases.items()]
+        )
+
+    async def update_collection_aliases(
+        self, change_aliases_operations: Sequence[models.AliasOperations], **kwargs: Any
+    ) -> bool:
+        """All operations or none, in one write of the catalog: a query sees the old aliases or the new ones."""
+
+        def change() -> None:
+            with self._lock:
+                aliases = dict(self.catalog["aliases"])
+                names = set(self.folder.collection_names())
+                for operation in change_aliases_operations:
+                    if isinstance(operation, models.CreateAliasOperation):
+                        create = operation.create_alias
+                        if create.collection_name not in names:
+                            raise ValueError(f"Collection {create.collection_name} not found")
+                        if create.alias_name in names:
+                            raise ValueError(f"Collection {create.alias_name} already exists")
+                        aliases[create.alias_name] = create.collection_name
+                    elif isinstance(operation, models.DeleteAliasOperation):
+                        aliases.pop(operation.delete_alias.alias_name, None)
+                    elif isinstance(operation, models.RenameAliasOperation):
+                        rename = operation.rename_alias
+                        aliases[rename.new_alias_name] = aliases.pop(rename.old_alias_name)
+                self._save_aliases(aliases)
+
+        await self._run(change)
+        return True
+
+    def _save_aliases(self, aliases: dict[str, str]) -> None:
+        catalog = {**self.catalog, "aliases": aliases}
+        self.folder.save_catalog(catalog)
+        self.catalog = catalog
+
+    # --- points -------------------------------------------------------------------------------------------------
+
+    async def _update(self, collection_name: str, operation: qe.UpdateOperation) -> models.UpdateResult:
+        def update() -> None:
+            with self._collection(collection_name).use() as shard:
+                shard.update(operation)
+
+        await self._run(update)
+        return _COMPLETED
+
+    async def upsert(self, collection_name: str, points: Any, **kwargs: Any) -> models.UpdateResult:
+        # Converted on the engine's thread too: building a batch's vectors is Python work worth keeping off the loop.
+        def upsert() -> None:
+            operation = qe.UpdateOperation.upsert_points(convert.to_points(points))
+            with self._collection(collection_name).use() as shard:
+                shard.update(operation)
+
+        await self._run(upsert)
+        return _COMPLETED
+
+    async def delete(self, collection_name: str, points_selector: Any, **kwargs: Any) -> models.UpdateResult:
+        if isinstance(points_selector, models.FilterSelector):
+            points_selector = points_selector.filter
+        if isinstance(points_selector, models.Filter):
+            edge_filter = convert.to_filter(points_selector)
+            assert edge_filter is not None
+            return await self._update(collection_name, qe.UpdateOperation.delete_points_by_filter(edge_filter))
+        if isinstance(points_selector, models.PointIdsList):
+            points_selector = points_selector.points
+        return await self._update(collection_name, qe.UpdateOperation.delete_points(list(points_selector)))
+
+    async def query_points(
+        self,
+        collection_name: str,
+        query: Any = None,
+        using: str | None = None,
+        prefetch: Any = None,
+        query_filter: models.Filter | None = None,
+        search_params: models.SearchParams | None = None,
+        limit: int = 10,
+        offset: int | None = None,
+        with_payload: Any = True,
+        with_vectors: Any = False,
+        score_threshold: float | None = None,
+        **kwargs: Any,
+    ) -> rest.QueryResponse:
+        def query_points() -> rest.QueryResponse:
+            collection = self._collection(collection_name)
+            request = collection.translator.request(
+                query=query,
+                using=using,
+                prefetch=prefetch,
+                query_filter=query_filter,
+                search_params=search_params,
+                limit=limit,
+                offset=offset,
+                with_payload=with_payload,
+                with_vectors=with_vectors,
+                score_threshold=score_threshold,
+            )
+            with collection.use() as shard:
+                points = shard.query(request)
+            return rest.QueryResponse(points=convert.scored(points, with_vectors is not False))
+
+        return await self._run(query_points)
+
+    async def scroll(
+        self,
+        collection_name: str,
+        scroll_filter: models.Filter | None = None,
+        limit: int = 10,
+        offset: models.ExtendedPointId | None = None,
+        with_payload: Any = True,
+        with_vectors: Any = False,
+        **kwargs: Any,
+    ) -> tuple[list[models.Record], models.ExtendedPointId | None]:
+        request = qe.ScrollRequest(
+            offset=offset,
+            limit=limit,
+            filter=convert.to_filter(scroll_filter),
+            with_payload=convert.payload_selector(with_payload),
+            with_vector=convert.vector_selector(with_vectors),
+        )
+
+        def scroll() -> tuple[list[models.Record], models.ExtendedPointId | None]:
+            with self._collection(collection_name).use() as shard:
+                found, next_offset = shard.scroll(request)
+            next_id = convert.point_id(next_offset) if next_offset is not None else None
+            return convert.records(found, with_vectors is not False), next_id
+
+        return await self._run(scroll)
+
+    async def retrieve(
+        self,
+        collection_name: str,
+        ids: Sequence[models.ExtendedPointId],
+        with_payload: Any = True,
+        with_vectors: Any = False,
+        **kwargs: Any,
+    ) -> list[models.Record]:
+        def retrieve() -> list[models.Record]:
+            with self._collection(collection_name).use() as shard:
+                found = shard.retrieve(
+                    list(ids), convert.payload_selector(with_payload), convert.vector_selector(with_vectors)
+                )
+            return convert.records(found, with_vectors is not False)
+
+        return await self._run(retrieve)
+
+    async def count(
+        self, collection_name: str, count_filter: models.Filter | None = None, exact: bool = True, **kwargs: Any
+    ) -> models.CountResult:
+        request = qe.CountRequest(exact=exact, filter=convert.to_filter(count_filter))
+
+        def count() -> int:
+            with self._collection(collection_name).use() as shard:
+                return shard.count(request)
+
+        return models.CountResult(count=await self._run(count))
+
+    async def optimize(self, collection_name: str) -> bool:
+        """Run the engine's optimizers on a collection until none has work left (vacuum, merge, vector index).
+
+        qdrant-edge 0.9 holds the GIL for the whole run (minutes at 100k points): for `bookchat ingest`, which
+        serves nothing, never for a serving process."""
+
+        def optimize() -> bool:
+            with self._collection(collection_name).use() as shard:
+                return shard.optimize()
+
+        return await self._run(optimize)
+
+    async def close(self, **kwargs: Any) -> None:
+        if self._closed:
+            return
+        await self._run(self._close_all)
+        self._closed = True
+        self._executor.shutdown(wait=True)
+
+    def _close_all(self) -> None:
+        with self._lock:
+            for collection in self._open.values():
+                with contextlib.suppress(Exception):
+                    collection.shard.flush()
+                collection.retire()
+            self._open.clear()
+            self.folder.close()
+
+
+def _edge_config(config: dict[str, Any]) -> qe.EdgeConfig:
+    return qe.EdgeConfig(
+        vectors={
+            vector: qe.EdgeVectorParams(size=params["size"], distance=_BY_NAME[params["distance"]][0])
+            for vector, params in config["vectors"].items()
+        },
+        sparse_vectors={
+            vector: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf if params["modifier"] == "idf" else None)
+            for vector, params in config["sparse_vectors"].items()
+        },
+        # The GIL is held while a search runs anyway; more search threads would only compete with the embedder.
+        max_search_threads=1,
+    )
+
+
+def _engine_call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one call of the engine; its own failures (a bare Exception from Rust) become VectorStoreError."""
+    try:
+        return function(*args, **kwargs)
+    except (ValueError, TypeError, RuntimeError):
+        raise
+    except Exception as exc:
+        if type(exc) is Exception:
+            raise VectorStoreError(f"the embedded Qdrant engine failed: {exc}") from exc
+        raise

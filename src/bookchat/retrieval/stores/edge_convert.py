@@ -1,0 +1,261 @@
+"""Translation between qdrant-client's models (what bookchat speaks) and qdrant-edge's request and result types."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
+
+import qdrant_edge as qe
+from qdrant_client import models
+
+# A filter every stored, not deleted, point matches: as an IDF corpus it makes the engine count live points only.
+# Without it, qdrant-edge (like a Qdrant server) counts deleted points in IDF statistics until its optimizer
+# vacuums them; bookchat deletes a document's previous generation on every re-upload, so scores would drift.
+LIVE_POINTS = qe.Filter(must_not=[qe.HasIdCondition(set())])
+LIVE_IDF = qe.SearchParams(idf=qe.IdfParams(corpus=LIVE_POINTS))
+
+
+class UnsupportedRequest(ValueError):
+    """A request the embedded engine's bridge does not translate (bookchat never makes one)."""
+
+
+def point_id(value: Any) -> models.ExtendedPointId:
+    """qdrant-client's form of a point id: UUIDs as strings, integers as they are."""
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
+def to_filter(query_filter: models.Filter | None) -> qe.Filter | None:
+    if query_filter is None:
+        return None
+    min_should = query_filter.min_should
+    return qe.Filter(
+        must=_conditions(query_filter.must),
+        should=_conditions(query_filter.should),
+        must_not=_conditions(query_filter.must_not),
+        min_should=qe.MinShould([_condition(c) for c in min_should.conditions], min_should.min_count)
+        if min_should is not None
+        else None,
+    )
+
+
+def _conditions(conditions: Any) -> list[Any] | None:
+    if conditions is None:
+        return None
+    if not isinstance(conditions, list):
+        conditions = [conditions]
+    return [_condition(condition) for condition in conditions]
+
+
+def _condition(condition: Any) -> Any:
+    if isinstance(condition, models.Filter):
+        return to_filter(condition)
+    if isinstance(condition, models.FieldCondition):
+        return qe.FieldCondition(
+            condition.key,
+            match=_match(condition.match),
+            range=_range(condition.range),
+            is_empty=condition.is_empty,
+            is_null=condition.is_null,
+        )
+    if isinstance(condition, models.IsEmptyCondition):
+        return qe.IsEmptyCondition(condition.is_empty.key)
+    if isinstance(condition, models.IsNullCondition):
+        return qe.IsNullCondition(condition.is_null.key)
+    if isinstance(condition, models.HasIdCondition):
+        return qe.HasIdCondition(set(condition.has_id))
+    if isinstance(condition, models.HasVectorCondition):
+        return qe.HasVectorCondition(condition.has_vector)
+    raise UnsupportedRequest(f"filter condition {type(condition).__name__} is not supported by the embedded engine")
+
+
+def _match(match: Any) -> Any:
+    if match is None:
+        return None
+    if isinstance(match, models.MatchValue):
+        return qe.MatchValue(match.value)
+    if isinstance(match, models.MatchAny):
+        return qe.MatchAny(cast(list[str], list(match.any)))
+    if isinstance(match, models.MatchExcept):
+        return qe.MatchExcept(cast(list[str], list(match.except_)))
+    if isinstance(match, models.MatchText):
+        return qe.MatchText(match.text)
+    raise UnsupportedRequest(f"match {type(match).__name__} is not supported by the embedded engine")
+
+
+def _range(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, models.Range):
+        return qe.RangeFloat(gte=value.gte, gt=value.gt, lte=value.lte, lt=value.lt)
+    raise UnsupportedRequest(f"range {type(value).__name__} is not supported by the embedded engine")
+
+
+def to_vector(vector: Any) -> Any:
+    """A point's vectors by name (dense lists, sparse vectors)."""
+    if not isinstance(vector, Mapping):
+        raise UnsupportedRequest("points need named vectors (a dict of name to vector)")
+    return {name: _named_vector(value) for name, value in vector.items()}
+
+
+def _named_vector(value: Any) -> Any:
+    if isinstance(value, models.SparseVector):
+        return qe.SparseVector(value.indices, value.values)
+    if type(value) is list:
+        return value  # the engine reads the floats itself; a copy here cost a third of an upsert
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [float(v) for v in value]
+    raise UnsupportedRequest(f"vector of type {type(value).__name__} is not supported by the embedded engine")
+
+
+def to_points(points: Iterable[models.PointStruct]) -> list[qe.Point]:
+    converted = []
+    for point in points:
+        if not isinstance(point, models.PointStruct):
+            raise UnsupportedRequest("upsert takes a list of PointStruct on the embedded engine")
+        converted.append(qe.Point(point.id, to_vector(point.vector), point.payload))
+    return converted
+
+
+def from_vector(vector: Any) -> Any:
+    """A result's vectors in qdrant-client's form."""
+    if vector is None:
+        return None
+    if isinstance(vector, Mapping):
+        return {name: from_vector(value) for name, value in vector.items()}
+    if isinstance(vector, qe.SparseVector):
+        return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
+    return vector
+
+
+def scored(points: Iterable[qe.ScoredPoint], with_vectors: bool) -> list[models.ScoredPoint]:
+    # model_construct: the engine's values are already valid; validating each hit again would cost more than the
+    # search (payloads hold whole passages).
+    return [
+        models.ScoredPoint.model_construct(
+            id=point_id(point.id),
+            version=point.version,
+            score=point.score,
+            payload=point.payload,
+            vector=from_vector(point.vector) if with_vectors else None,
+            shard_key=None,
+            order_value=None,
+        )
+        for point in points
+    ]
+
+
+def records(points: Iterable[qe.Record], with_vectors: bool) -> list[models.Record]:
+    return [
+        models.Record.model_construct(
+            id=point_id(point.id),
+            payload=point.payload,
+            vector=from_vector(point.vector) if with_vectors else None,
+            shard_key=None,
+            order_value=None,
+        )
+        for point in points
+    ]
+
+
+def payload_selector(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, list):
+        return value
+    if isinstance(value, models.PayloadSelectorInclude):
+        return qe.PayloadSelector.Include(list(value.include))
+    if isinstance(value, models.PayloadSelectorExclude):
+        return qe.PayloadSelector.Exclude(list(value.exclude))
+    raise UnsupportedRequest(f"with_payload={value!r} is not supported by the embedded engine")
+
+
+def vector_selector(value: Any) -> Any:
+    if isinstance(value, bool | list):
+        return value
+    raise UnsupportedRequest(f"with_vectors={value!r} is not supported by the embedded engine")
+
+
+class QueryTranslator:
+    """query_points' arguments into a qdrant-edge request, for one collection (which vectors are IDF-weighted)."""
+
+    def __init__(self, idf_vectors: set[str]) -> None:
+        self.idf_vectors = idf_vectors
+
+    def request(
+        self,
+        *,
+        query: Any = None,
+        using: str | None = None,
+        prefetch: Any = None,
+        query_filter: models.Filter | None = None,
+        search_params: models.SearchParams | None = None,
+        limit: int = 10,
+        offset: int | None = None,
+        with_payload: Any = True,
+        with_vectors: Any = False,
+        score_threshold: float | None = None,
+    ) -> qe.QueryRequest:
+        scoring, sparse_name = self._scoring(query, using)
+        return qe.QueryRequest(
+            limit=limit,
+            offset=offset,
+            query=scoring,
+            prefetches=self._prefetches(prefetch),
+            with_vector=vector_selector(with_vectors),
+            with_payload=payload_selector(with_payload),
+            filter=to_filter(query_filter),
+            score_threshold=score_threshold,
+            params=self._params(search_params, sparse_name),
+        )
+
+    def _prefetches(self, prefetch: Any) -> list[qe.Prefetch] | None:
+        if prefetch is None:
+            return None
+        items = prefetch if isinstance(prefetch, list) else [prefetch]
+        converted = []
+        for item in items:
+            scoring, sparse_name = self._scoring(item.query, item.using)
+            converted.append(
+                qe.Prefetch(
+                    limit=item.limit if item.limit is not None else 10,
+                    query=scoring,
+                    prefetches=self._prefetches(item.prefetch),
+                    params=self._params(item.params, sparse_name),
+                    filter=to_filter(item.filter),
+                    score_threshold=item.score_threshold,
+                )
+            )
+        return converted
+
+    def _params(self, params: models.SearchParams | None, sparse_name: str | None) -> qe.SearchParams | None:
+        live_idf = sparse_name is not None and sparse_name in self.idf_vectors
+        if params is None:
+            return LIVE_IDF if live_idf else None
+        return qe.SearchParams(
+            hnsw_ef=params.hnsw_ef,
+            exact=bool(params.exact),
+            indexed_only=bool(params.indexed_only),
+            idf=qe.IdfParams(corpus=LIVE_POINTS) if live_idf else None,
+        )
+
+    def _scoring(self, query: Any, using: str | None) -> tuple[Any, str | None]:
+        """The edge query and, for a sparse nearest-neighbour query, the name of its vector."""
+        if query is None:
+            return None, None
+        if isinstance(query, models.NearestQuery):
+            query = query.nearest
+        if isinstance(query, models.SparseVector):
+            name = using or ""
+            return qe.Query.Nearest(_named_vector(query), using=name), name
+        if isinstance(query, Sequence) and not isinstance(query, str):
+            return qe.Query.Nearest([float(v) for v in query], using=using or ""), None
+        if isinstance(query, models.FusionQuery):
+            if query.fusion == models.Fusion.DBSF:
+                return qe.Fusion.Dbsf(), None
+            return qe.Fusion.Rrf(k=2), None  # Fusion.RRF: Qdrant's default constant
+        if isinstance(query, models.RrfQuery):
+            k = query.rrf.k if query.rrf.k is not None else 2
+            weights = list(query.rrf.weights) if query.rrf.weights is not None else None
+            return qe.Fusion.Rrf(k=k, weights=weights), None
+        raise UnsupportedRequest(f"query {type(query).__name__} is not supported by the embedded engine")

@@ -1,0 +1,158 @@
+"""The embedded engine's folder: its lock, its catalog (aliases, a rebuild still owed), one shard per collection.
+
+qdrant-edge stores one shard (one collection, in Qdrant's terms) per folder and knows nothing of collections,
+aliases or metadata. This module adds those, in files beside the shards:
+
+    <root>/bookchat-edge.json             the catalog: format, aliases, a rebuild owed after a migration
+    <root>/.lock                          held (flock) by the one process that has the folder open
+    <root>/collections/<name>/collection.json   the collection's vectors and metadata (written last)
+    <root>/collections/<name>/shard/      the qdrant-edge shard
+
+Every file is replaced by an atomic rename, so a crash leaves the old version or the new one. A collection exists
+when its `collection.json` does; a folder without one is a creation that crashed, removed on the next open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import IO, Any
+
+from bookchat.retrieval.stores.errors import FolderInUse, VectorStoreError
+
+CATALOG = "bookchat-edge.json"
+FORMAT = 1
+# Collection names become folder names: no separators, no dot-files.
+NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,254}$")
+
+
+def is_legacy_folder(root: Path) -> bool:
+    """True when `root` holds qdrant-client's local mode (its `meta.json`) and not the embedded engine."""
+    return (root / "meta.json").is_file() and not (root / CATALOG).is_file()
+
+
+def is_edge_folder(root: Path) -> bool:
+    return (root / CATALOG).is_file()
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write `data` to `path` atomically and durably: a temporary file, fsync, rename, fsync of the folder."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    if not isinstance(data, dict):
+        raise VectorStoreError(f"{path} is not a bookchat index file; move it away or rebuild the index")
+    return data
+
+
+class EdgeFolder:
+    """One embedded-engine folder, opened (and locked) by this process."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.collections_dir = root / "collections"
+        self._lock_file: IO[str] | None = None
+
+    def open(self, *, pending_rebuild: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Lock the folder, creating it (with `pending_rebuild` recorded) when new; return its catalog."""
+        if is_legacy_folder(self.root):
+            raise VectorStoreError(
+                f"{self.root} holds an index of qdrant-client's local mode, not of the embedded engine: start "
+                "`bookchat serve` or run `bookchat ingest PATH --reindex` to rebuild it into the embedded engine, "
+                "or set BOOKCHAT_VECTOR_STORE=local-legacy to keep using it"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        self.collections_dir.mkdir(exist_ok=True)
+        if not is_edge_folder(self.root):
+            write_json(self.root / CATALOG, {"format": FORMAT, "aliases": {}, "pending_rebuild": pending_rebuild})
+        catalog = read_json(self.root / CATALOG)
+        if catalog.get("format") != FORMAT:
+            raise VectorStoreError(
+                f"{self.root} was written by another version of bookchat (format {catalog.get('format')!r}); "
+                "upgrade bookchat, or move the folder away and rebuild with `bookchat ingest PATH --reindex`"
+            )
+        self._drop_half_created()
+        return catalog
+
+    def _lock(self) -> None:
+        handle = open(self.root / ".lock", "a+", encoding="utf-8")  # noqa: SIM115 - held until close()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            handle.close()
+            raise FolderInUse(
+                f"the embedded Qdrant folder {self.root} is in use by another bookchat process: one process per "
+                "folder. Stop the other one, give this one its own BOOKCHAT_QDRANT_PATH, or set "
+                "BOOKCHAT_QDRANT_URL to a Qdrant server so several processes can share one index"
+            ) from exc
+        self._lock_file = handle
+
+    def _drop_half_created(self) -> None:
+        for folder in self.collections_dir.iterdir():
+            if folder.is_dir() and not (folder / "collection.json").is_file():
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def save_catalog(self, catalog: dict[str, Any]) -> None:
+        write_json(self.root / CATALOG, catalog)
+
+    def collection_names(self) -> list[str]:
+        return sorted(
+            folder.name
+            for folder in self.collections_dir.iterdir()
+            if folder.is_dir() and (folder / "collection.json").is_file() and NAME.match(folder.name)
+        )
+
+    def collection_dir(self, name: str) -> Path:
+        if not NAME.match(name):
+            raise ValueError(f"invalid collection name {name!r}: letters, digits, '_', '-' and '.' only")
+        return self.collections_dir / name
+
+    def shard_dir(self, name: str) -> Path:
+        return self.collection_dir(name) / "shard"
+
+    def read_config(self, name: str) -> dict[str, Any]:
+        return read_json(self.collection_dir(name) / "collection.json")
+
+    def write_config(self, name: str, config: dict[str, Any]) -> None:
+        write_json(self.collection_dir(name) / "collection.json", config)
+
+    def remove_collection(self, name: str) -> None:
+        """Delete a collection's folder: renamed away first (one atomic step), then removed."""
+        folder = self.collection_dir(name)
+        if not folder.exists():
+            return
+        doomed = self.collections_dir / f".deleted-{name}-{uuid.uuid4().hex[:8]}"
+        os.replace(folder, doomed)
+        _sync_folder(self.collections_dir)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    def close(self) -> None:
+        if self._lock_file is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
