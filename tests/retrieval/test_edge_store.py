@@ -160,6 +160,30 @@ async def test_single_list_queries_equal_qdrant_clients_own(edge: EdgeQdrantClie
     await local.close()
 
 
+async def test_batch_queries_equal_qdrant_clients_own(edge: EdgeQdrantClient) -> None:
+    rng = random.Random(9)
+    local = await twin_collections(rng, edge)
+    guide = _filter(SearchFilters(path_prefix="guide"))
+    requests = [
+        models.QueryRequest(
+            query=models.SparseVector(indices=[term], values=[1.0]),
+            using=SPARSE_VECTOR,
+            filter=guide if term % 2 else None,
+            limit=1,
+            with_payload=False,
+        )
+        for term in range(0, 70, 3)  # the vocabulary is 0-59: the last few terms occur nowhere
+    ] + [models.QueryRequest(query=unit(rng), using=DENSE_VECTOR, limit=4, with_payload=True)]
+    got = await edge.query_batch_points("chunks", requests)
+    expected = await local.query_batch_points("chunks", requests)
+    assert len(got) == len(requests)
+    for mine, theirs in zip(got, expected, strict=True):
+        assert_same_ranking(mine.points, theirs.points)
+    assert got[-1].points[0].payload  # payload where the request asks for it
+    assert not any(response.points for response in got[-4:-1])  # absent terms find nothing
+    await local.close()
+
+
 async def test_collections_aliases_and_metadata_survive_a_restart(tmp_path: Path) -> None:
     client = EdgeQdrantClient(tmp_path / "edge")
     await client.create_collection("a", vectors_config=VECTORS, sparse_vectors_config=SPARSE, metadata={"m": 1})

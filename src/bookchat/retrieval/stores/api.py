@@ -48,6 +48,10 @@ class QdrantApi(Protocol):
 
     async def query_points(self, collection_name: str, **kwargs: Any) -> rest.QueryResponse: ...
 
+    async def query_batch_points(
+        self, collection_name: str, requests: Sequence[models.QueryRequest], **kwargs: Any
+    ) -> list[rest.QueryResponse]: ...
+
     async def scroll(
         self, collection_name: str, **kwargs: Any
     ) -> tuple[list[models.Record], models.ExtendedPointId | None]: ...
