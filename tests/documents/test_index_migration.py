@@ -135,3 +135,24 @@ async def test_each_engine_refuses_the_others_folder_with_the_fix(make_settings:
     await holder.close()
     with pytest.raises(VectorStoreError, match="local-legacy"):
         EdgeQdrantClient(legacy.resolved_qdrant_path)
+
+
+async def test_the_terminal_shows_one_message_and_a_bar(make_settings: Callable[..., Settings]) -> None:
+    import io
+
+    from rich.console import Console
+
+    from bookchat.documents.terminal import migrate_with_progress
+
+    legacy = make_settings(vector_store="local-legacy")
+    await legacy_book(legacy)
+    settings = legacy.model_copy(update={"vector_store": "edge"})
+    screen = io.StringIO()
+    async with AsyncExitStack() as stack:
+        resources = await open_resources(settings, stack, rate_limits=False)
+        await migrate_with_progress(resources, Console(file=screen, width=200))
+        assert resources.store.owed_rebuild is None
+        await migrate_with_progress(resources, Console(file=screen, width=200))  # nothing owed: silent
+    text = screen.getvalue()
+    assert text.count("moves to Qdrant's embedded engine") == 1
+    assert f"index rebuilt: {len(PAGES)} documents" in text
