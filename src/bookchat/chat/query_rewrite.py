@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from bookchat.chat.prompts import neutralise
@@ -90,13 +91,17 @@ class QueryRewriter:
             book_language=settings.book_language,
         )
 
+    @cached_property
+    def _bounded_client(self) -> AsyncOpenAI:
+        # The shared client (same connection pool) without its retries and with the rewrite's own timeout.
+        return self.client.with_options(max_retries=0, timeout=self.timeout)
+
     async def rewrite(self, message: str, earlier_questions: Sequence[str]) -> str | None:
         """The standalone query for `message`, or None."""
         started = time.perf_counter()
-        client = self.client.with_options(max_retries=0, timeout=self.timeout)
         try:
             async with asyncio.timeout(self.timeout):
-                completion = await client.chat.completions.create(
+                completion = await self._bounded_client.chat.completions.create(
                     model=self.model_name,
                     messages=[
                         {"role": "system", "content": REWRITE_INSTRUCTIONS.format(language=self.book_language)},
