@@ -31,11 +31,35 @@ CREATE INDEX insight_questions_asked_idx ON insight_questions (asked_at, gap_id)
 CREATE INDEX insight_questions_gap_idx ON insight_questions (gap_id, asked_at DESC);
 
 -- One row: which embedding model the gaps were built with, the time before which every unanswered answer is
--- assigned, and the salt of reader pseudonyms (readers are never shown by id).
+-- assigned, the salt of reader pseudonyms (readers are never shown by id), and the first UTC day not yet rolled
+-- up into insight_days (every earlier day is).
 CREATE TABLE insight_state (
     id              smallint PRIMARY KEY CHECK (id = 1),
     embedding_model text CHECK (length(embedding_model) <= 200),
     watermark       timestamptz NOT NULL DEFAULT '-infinity',
-    pseudonym_salt  text NOT NULL DEFAULT gen_random_uuid()::text
+    pseudonym_salt  text NOT NULL DEFAULT gen_random_uuid()::text,
+    days_through    date
 );
 INSERT INTO insight_state (id) VALUES (1);
+
+-- The summary's rollup of closed UTC days (no answer of theirs can still change): counts per mode, and the
+-- latencies of completed answers kept whole, so percentiles over any range stay exact. Numbers only.
+CREATE TABLE insight_days (
+    day            date NOT NULL,
+    mode           text NOT NULL CHECK (length(mode) <= 20),
+    questions      integer NOT NULL,
+    answered       integer NOT NULL,
+    judged         integer NOT NULL,
+    first_token_ms integer[] NOT NULL,
+    full_answer_ms integer[] NOT NULL,
+    PRIMARY KEY (day, mode)
+);
+-- Sections cited per closed day: answers citing each (title, heading path, URL).
+CREATE TABLE insight_day_sections (
+    day          date NOT NULL,
+    title        text NOT NULL,
+    url          text,
+    heading_path jsonb NOT NULL,
+    answers      integer NOT NULL
+);
+CREATE INDEX insight_day_sections_day_idx ON insight_day_sections (day);

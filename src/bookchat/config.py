@@ -238,7 +238,7 @@ class Settings(BaseSettings):
         "(chosen with bench/gap_threshold.py).",
     )
     insights_assign_batch: int = Field(
-        512, ge=1, le=100_000, description="Unanswered questions embedded and grouped per insights request."
+        64, ge=1, le=100_000, description="Unanswered questions embedded and grouped per insights request."
     )
 
     @field_validator("api_keys", "cors_origins", "trusted_proxies", mode="before")

@@ -38,4 +38,6 @@ async def clean(insights_app: FastAPI) -> None:
     pool = insights_app.state.resources.database.pool
     await pool.execute("DELETE FROM conversations")
     await pool.execute("DELETE FROM insight_gaps")
-    await pool.execute("UPDATE insight_state SET watermark = '-infinity'")
+    await pool.execute("DELETE FROM insight_days")
+    await pool.execute("DELETE FROM insight_day_sections")
+    await pool.execute("UPDATE insight_state SET watermark = '-infinity', days_through = NULL")

@@ -121,6 +121,18 @@ async def test_every_figure_of_the_summary(insights_app: FastAPI, admin: httpx.A
     assert imu["heading_path"] == ["Module 2", "Sensors", "IMU"]
     assert imu["title"] == "Sensors"
 
+    # The closed days came from the rollup; a range with partial days reads its edges live, as exactly.
+    pool = insights_app.state.resources.database.pool
+    assert await pool.fetchval("SELECT sum(questions) FROM insight_days") == len(turns)
+    since, until = START + timedelta(hours=12, minutes=30), START + timedelta(days=13, hours=6)
+    partial = (
+        await admin.get("/api/insights/summary", params={"from": since.isoformat(), "to": until.isoformat()})
+    ).json()
+    close(partial["totals"], figures([turn for turn in turns if since <= turn.at < until], None))
+    assert sum(row["citations"] for row in partial["top_sections"]) == sum(
+        len(turn.citations) for turn in turns if since <= turn.at < until
+    )
+
     weekly = (await admin.get("/api/insights/summary", params={**params, "interval": "week"})).json()
     assert [bucket["questions"] for bucket in weekly["series"]] == [
         sum(1 for turn in inside if turn.at < START + timedelta(days=7)),

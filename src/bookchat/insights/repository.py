@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from bookchat.insights.rollup import Split
 from bookchat.runtime.database import Pool
 
 # A reader is shown as the first 12 hex digits of SHA-256(salt || principal id): stable across the dashboard
@@ -21,6 +22,8 @@ QUESTION_SQL = (
     "(SELECT u.content FROM messages u WHERE u.conversation_id = m.conversation_id AND u.role = 'user'"
     " AND u.created_at < m.created_at ORDER BY u.created_at DESC LIMIT 1)"
 )
+# The part of a range read from the messages themselves: before the closed days and after them ($1-$4).
+LIVE = "((m.created_at >= $1 AND m.created_at < $2) OR (m.created_at >= $3 AND m.created_at < $4))"
 EXPORT_PREFETCH = 1000
 TOP_SECTIONS = 10
 
@@ -40,6 +43,10 @@ class RatedAnswer:
     asked_at: datetime
 
 
+def _params(since: datetime, until: datetime, days: Split) -> tuple[Any, ...]:
+    return since, days.live_until, days.live_from, until, days.first_day, days.end_day
+
+
 def _json_list(value: Any) -> list[dict[str, Any]]:
     if isinstance(value, str):
         value = json.loads(value)
@@ -52,62 +59,72 @@ class InsightsRepository:
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
 
-    async def buckets(self, since: datetime, until: datetime, interval: str) -> list[dict[str, Any]]:
-        """Per interval (UTC): answers, answered / judged, thumbs up / down."""
+    async def buckets(self, since: datetime, until: datetime, interval: str, days: Split) -> list[dict[str, Any]]:
+        """Per interval (UTC): answers, answered / judged; closed days from the rollup, the rest live."""
         rows = await self.pool.fetch(
-            "WITH a AS (SELECT date_trunc($3, m.created_at, 'UTC') AS bucket, count(*) AS questions,"
-            "   count(*) FILTER (WHERE m.answered) AS answered, count(m.answered) AS judged"
-            "  FROM messages m WHERE m.role = 'assistant' AND m.created_at >= $1 AND m.created_at < $2 GROUP BY 1),"
-            " f AS (SELECT date_trunc($3, m.created_at, 'UTC') AS bucket,"
-            "   count(*) FILTER (WHERE f.rating = 'up') AS up, count(*) FILTER (WHERE f.rating = 'down') AS down"
-            "  FROM feedback f JOIN messages m ON m.id = f.message_id"
-            "  WHERE m.role = 'assistant' AND m.created_at >= $1 AND m.created_at < $2 GROUP BY 1)"
-            " SELECT a.*, COALESCE(f.up, 0) AS up, COALESCE(f.down, 0) AS down"
-            " FROM a LEFT JOIN f USING (bucket) ORDER BY a.bucket",
+            "SELECT b AS bucket, sum(q)::bigint AS questions, sum(a)::bigint AS answered, sum(j)::bigint AS judged"  # noqa: S608
+            " FROM (SELECT date_trunc($7, m.created_at, 'UTC') AS b, count(*) AS q,"
+            "   count(*) FILTER (WHERE m.answered) AS a, count(m.answered) AS j"
+            f"  FROM messages m WHERE m.role = 'assistant' AND {LIVE} GROUP BY 1"
+            " UNION ALL SELECT date_trunc($7, d.day::timestamp AT TIME ZONE 'UTC', 'UTC'), sum(d.questions),"
+            "   sum(d.answered), sum(d.judged) FROM insight_days d WHERE d.day >= $5 AND d.day < $6 GROUP BY 1) x"
+            " GROUP BY b ORDER BY b",
+            *_params(since, until, days),
+            interval,
+        )
+        return [dict(row) for row in rows]
+
+    async def feedback_buckets(self, since: datetime, until: datetime, interval: str) -> list[dict[str, Any]]:
+        """Thumbs up / down per interval of the rated answer's time (read live: a rating may change any day)."""
+        rows = await self.pool.fetch(
+            "SELECT date_trunc($3, m.created_at, 'UTC') AS bucket,"
+            " count(*) FILTER (WHERE f.rating = 'up') AS up, count(*) FILTER (WHERE f.rating = 'down') AS down"
+            " FROM feedback f JOIN messages m ON m.id = f.message_id"
+            " WHERE m.role = 'assistant' AND m.created_at >= $1 AND m.created_at < $2 GROUP BY 1",
             since,
             until,
             interval,
         )
         return [dict(row) for row in rows]
 
-    async def by_mode(self, since: datetime, until: datetime) -> list[dict[str, Any]]:
-        """Per mode (and one row with mode NULL for all): counts and latency percentiles of completed answers."""
-        rows = await self.pool.fetch(
-            "SELECT m.mode, GROUPING(m.mode) = 1 AS is_total, count(*) AS questions,"
-            " count(*) FILTER (WHERE m.answered) AS answered,"
-            " count(m.answered) AS judged,"
-            " percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY m.first_token_ms)"
-            "   FILTER (WHERE m.status = 'ok') AS first_token,"
-            " percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY m.latency_ms)"
-            "   FILTER (WHERE m.status = 'ok') AS full_answer"
-            " FROM messages m WHERE m.role = 'assistant' AND m.created_at >= $1 AND m.created_at < $2"
-            " GROUP BY GROUPING SETS ((m.mode), ())",
-            since,
-            until,
-        )
+    async def by_mode(self, since: datetime, until: datetime, days: Split) -> list[dict[str, Any]]:
+        """Per mode (and one row, `is_total`, for all): counts and latency percentiles of completed answers."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            # The percentiles sort every latency of the range: in memory, not in temporary files.
+            await conn.execute("SET LOCAL work_mem = '32MB'")
+            rows = await conn.fetch(
+                "SELECT mode, GROUPING(mode) = 1 AS is_total, COALESCE(sum(q), 0)::bigint AS questions,"  # noqa: S608
+                " COALESCE(sum(a), 0)::bigint AS answered, COALESCE(sum(j), 0)::bigint AS judged,"
+                " percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY ft) AS first_token,"
+                " percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY fa) AS full_answer FROM ("
+                "  SELECT m.mode, 1 AS q, (m.answered IS TRUE)::int AS a, (m.answered IS NOT NULL)::int AS j,"
+                "   CASE WHEN m.status = 'ok' THEN m.first_token_ms END AS ft,"
+                "   CASE WHEN m.status = 'ok' THEN m.latency_ms END AS fa"
+                f"  FROM messages m WHERE m.role = 'assistant' AND {LIVE}"
+                "  UNION ALL SELECT NULLIF(d.mode, ''), d.questions, d.answered, d.judged, NULL, NULL"
+                "   FROM insight_days d WHERE d.day >= $5 AND d.day < $6"
+                "  UNION ALL SELECT NULLIF(d.mode, ''), 0, 0, 0, v, NULL"
+                "   FROM insight_days d, unnest(d.first_token_ms) v WHERE d.day >= $5 AND d.day < $6"
+                "  UNION ALL SELECT NULLIF(d.mode, ''), 0, 0, 0, NULL, v"
+                "   FROM insight_days d, unnest(d.full_answer_ms) v WHERE d.day >= $5 AND d.day < $6"
+                " ) x GROUP BY GROUPING SETS ((mode), ())",
+                *_params(since, until, days),
+            )
         return [dict(row) for row in rows]
 
-    async def feedback_totals(self, since: datetime, until: datetime) -> dict[str, int]:
-        row = await self.pool.fetchrow(
-            "SELECT count(*) FILTER (WHERE f.rating = 'up') AS up, count(*) FILTER (WHERE f.rating = 'down') AS down"
-            " FROM feedback f JOIN messages m ON m.id = f.message_id"
-            " WHERE m.role = 'assistant' AND m.created_at >= $1 AND m.created_at < $2",
-            since,
-            until,
-        )
-        return {"up": row["up"], "down": row["down"]} if row else {"up": 0, "down": 0}
-
-    async def top_sections(self, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    async def top_sections(self, since: datetime, until: datetime, days: Split) -> list[dict[str, Any]]:
         """The sections answers cited most: each (title, heading path, URL) counted once per answer."""
         rows = await self.pool.fetch(
-            "SELECT c.title, c.heading_path, c.url, count(DISTINCT m.id) AS citations"
-            " FROM messages m CROSS JOIN LATERAL jsonb_to_recordset(m.citations)"
+            "SELECT title, heading_path, url, sum(n)::bigint AS citations FROM ("  # noqa: S608
+            "  SELECT c.title, COALESCE(c.heading_path, '[]') AS heading_path, c.url, count(DISTINCT m.id) AS n"
+            "  FROM messages m CROSS JOIN LATERAL jsonb_to_recordset(m.citations)"
             "   AS c (title text, heading_path jsonb, url text)"
-            " WHERE m.role = 'assistant' AND m.created_at >= $1 AND m.created_at < $2"
-            " AND m.citations <> '[]'::jsonb AND c.title IS NOT NULL"
-            " GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 3 NULLS LAST LIMIT $3",
-            since,
-            until,
+            f"  WHERE m.role = 'assistant' AND {LIVE} AND m.citations <> '[]'::jsonb AND c.title IS NOT NULL"
+            "  GROUP BY 1, 2, 3"
+            "  UNION ALL SELECT s.title, s.heading_path, s.url, s.answers FROM insight_day_sections s"
+            "   WHERE s.day >= $5 AND s.day < $6"
+            " ) x GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 3 NULLS LAST LIMIT $7",
+            *_params(since, until, days),
             TOP_SECTIONS,
         )
         return [

@@ -60,6 +60,12 @@ async def purge(pool: Pool, days: int) -> PurgeResult:
             break
     async with pool.acquire() as conn:
         gaps = await GapRepository(pool).delete_empty_gaps(conn)
+        # The summary's rollup of those days goes too (numbers only, but the period is the period).
+        for table in ("insight_days", "insight_day_sections"):
+            await conn.execute(
+                f"DELETE FROM {table} WHERE day < ((now() - make_interval(days => $1)) AT TIME ZONE 'UTC')::date",  # noqa: S608
+                days,
+            )
     vector_cache().clear()
     return PurgeResult(messages, conversations, gaps)
 

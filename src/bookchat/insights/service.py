@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import logging
@@ -16,6 +17,7 @@ from bookchat.errors import BadRequest
 from bookchat.insights.gap_repository import GapRepository
 from bookchat.insights.gaps import GapIndexer
 from bookchat.insights.repository import InsightsRepository
+from bookchat.insights.rollup import roll_up, split
 from bookchat.insights.schemas import Bucket, CitedSection, Gap, GapPage, Latency, ModeFigures, RatedAnswerPage, Summary
 from bookchat.insights.schemas import RatedAnswer as RatedAnswerOut
 from bookchat.retrieval.embeddings import Embedder
@@ -103,6 +105,7 @@ class InsightsService:
     """The insights of one pool; `embedder` groups unanswered questions into gaps."""
 
     def __init__(self, pool: Pool, embedder: Embedder, settings: Settings) -> None:
+        self.pool = pool
         self.repository = InsightsRepository(pool)
         self.gaps = GapRepository(pool)
         self.indexer = GapIndexer(
@@ -111,10 +114,14 @@ class InsightsService:
 
     async def summary(self, since: datetime | None, until: datetime | None, interval: str) -> Summary:
         start, end = date_range(since, until, max_days=MAX_DAYS[interval])
-        buckets = await self.repository.buckets(start, end, interval)
-        modes = await self.repository.by_mode(start, end)
-        feedback = await self.repository.feedback_totals(start, end)
-        sections = await self.repository.top_sections(start, end)
+        days = split(start, end, await roll_up(self.pool))
+        buckets, feedback_rows, modes, sections = await asyncio.gather(
+            self.repository.buckets(start, end, interval, days),
+            self.repository.feedback_buckets(start, end, interval),
+            self.repository.by_mode(start, end, days),
+            self.repository.top_sections(start, end, days),
+        )
+        ratings = {row["bucket"]: row for row in feedback_rows}
         overall = next((row for row in modes if row["is_total"]), None)
         per_mode = sorted((row for row in modes if not row["is_total"] and row["mode"]), key=lambda row: row["mode"])
         return Summary(
@@ -122,8 +129,8 @@ class InsightsService:
             to=end,
             interval=interval,
             totals=_figures(overall, None),
-            up=feedback["up"],
-            down=feedback["down"],
+            up=sum(row["up"] for row in feedback_rows),
+            down=sum(row["down"] for row in feedback_rows),
             by_mode=[_figures(row, row["mode"]) for row in per_mode],
             series=[
                 Bucket(
@@ -131,8 +138,8 @@ class InsightsService:
                     questions=row["questions"],
                     answered=row["answered"],
                     answered_share=_share(row["answered"], row["judged"]),
-                    up=row["up"],
-                    down=row["down"],
+                    up=ratings[row["bucket"]]["up"] if row["bucket"] in ratings else 0,
+                    down=ratings[row["bucket"]]["down"] if row["bucket"] in ratings else 0,
                 )
                 for row in buckets
             ],

@@ -331,7 +331,7 @@
   }
 
   async function loadDisliked(more) {
-    var params = new URLSearchParams({ rating: "down", limit: "10" });
+    var params = new URLSearchParams({ rating: "down", limit: "5" });
     if (more && state.dislikedCursor) params.set("cursor", state.dislikedCursor);
     var page = await (await api("/api/insights/feedback?" + params)).json();
     var list = $("disliked-list");
