@@ -99,10 +99,9 @@ class InsightsRepository:
     async def feedback_buckets(self, since: datetime, until: datetime, interval: str) -> list[dict[str, Any]]:
         """Thumbs up / down per interval of the rated answer's time (read live: a rating may change any day)."""
         rows = await self.pool.fetch(
-            "SELECT date_trunc($3, m.created_at, 'UTC') AS bucket,"
+            "SELECT date_trunc($3, f.asked_at, 'UTC') AS bucket,"
             " count(*) FILTER (WHERE f.rating = 'up') AS up, count(*) FILTER (WHERE f.rating = 'down') AS down"
-            " FROM feedback f JOIN messages m ON m.id = f.message_id"
-            " WHERE m.role = 'assistant' AND m.created_at >= $1 AND m.created_at < $2 GROUP BY 1",
+            " FROM feedback f WHERE f.asked_at >= $1 AND f.asked_at < $2 GROUP BY 1",
             since,
             until,
             interval,
