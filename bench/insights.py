@@ -171,9 +171,7 @@ async def populate(url: str, questions: int, unanswered_share: float, seed: int 
         "unanswered": sum(1 for row in messages if row[2] == "assistant" and row[8] is False),
         "conversations": len(conversations),
         "feedback": len(feedback),
-        "distinct_unanswered_phrasings": len(
-            {row[3] for row in messages if row[2] == "user"} & {m[3] for m in messages}
-        ),
+        "distinct_phrasings": len({row[3] for row in messages if row[2] == "user"}),
     }
 
 
