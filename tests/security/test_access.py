@@ -25,7 +25,7 @@ PUBLIC = {
     ("POST", "/api/auth/logout"),
     ("POST", "/api/auth/guest"),
 }
-ADMIN_ONLY = re.compile(r"^/api/documents")
+ADMIN_ONLY = re.compile(r"^/api/(documents|insights)")
 ACCOUNT_ONLY = {("POST", "/api/auth/claim")}
 
 
