@@ -1,4 +1,4 @@
-"""The `bookchat` command line: serve, migrate, ingest, search, ask, eval and users."""
+"""The `bookchat` command line: serve, migrate, ingest, search, ask, eval, users, insights and purge."""
 
 from __future__ import annotations
 
@@ -305,6 +305,39 @@ def evaluate(
     console.print(render_eval_table(results))
     if output is not None:
         console.print(f"results written to {output}")
+
+
+insights = typer.Typer(help="What readers ask and what the book does not answer.", no_args_is_help=True)
+app.add_typer(insights, name="insights")
+
+
+@insights.command("gaps")
+def insights_gaps(since: Annotated[str, typer.Option(help="7d, 12h, 2w or a date.")] = "7d") -> None:
+    """The content gaps: unanswered questions grouped by meaning, most asked first."""
+    from bookchat.insights.terminal import parse_since, read_gaps, render_gaps
+
+    settings = settings_or_exit()
+    try:
+        start = parse_since(since)
+    except BookchatError as exc:
+        fail(exc.detail)
+    render_gaps(run(read_gaps(settings, start)), start, console)
+
+
+@app.command()
+def purge(days: Annotated[int | None, typer.Option(min=1, help="Default BOOKCHAT_RETENTION_DAYS.")] = None) -> None:
+    """Delete conversations older than the retention period: messages, feedback, insights."""
+    from bookchat.insights.terminal import purge_now
+
+    settings = settings_or_exit()
+    days = days or settings.retention_days
+    if days is None:
+        fail("no retention period: set BOOKCHAT_RETENTION_DAYS or pass --days")
+    done = run(purge_now(settings, days))
+    console.print(
+        f"older than {days} days: {done.messages} messages, {done.conversations} conversations, "
+        f"{done.gaps} gaps deleted"
+    )
 
 
 users = typer.Typer(help="Manage accounts.", no_args_is_help=True)

@@ -268,6 +268,27 @@ class Settings(BaseSettings):
         True, description="Serve the demo site (/, /guide/...); the widget's /widget.js and /widget.css stay served."
     )
 
+    # Insights and retention (the author's dashboard, docs/insights.md; privacy, docs/security.md)
+    retention_days: int | None = Field(
+        None,
+        ge=1,
+        le=36_500,
+        description="Delete conversations (messages, feedback, insights) older than this many days. Unset: kept.",
+    )
+    retention_sweep_interval: float = Field(
+        86_400.0, ge=60, le=30 * 86_400, description="Seconds between retention sweeps (one runs at start-up)."
+    )
+    insights_gap_threshold: float = Field(
+        0.725,
+        ge=0.3,
+        le=0.99,
+        description="Cosine similarity to a gap's centroid above which an unanswered question joins it "
+        "(chosen with bench/gap_threshold.py).",
+    )
+    insights_assign_batch: int = Field(
+        64, ge=1, le=100_000, description="Unanswered questions embedded and grouped per insights request."
+    )
+
     @field_validator("api_keys", "cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:

@@ -26,6 +26,8 @@ from bookchat.edge.body_limit import BodyLimitMiddleware
 from bookchat.edge.middleware import EdgeConfigError, body_limit_for, install_edge
 from bookchat.edge.problems import install_problem_handlers, internal_error_response, refused_body_response
 from bookchat.health.router import router as health_router
+from bookchat.insights.retention import retention_upkeep
+from bookchat.insights.router import router as insights_router
 from bookchat.openai_compat.router import router as openai_router
 from bookchat.pages.router import router as pages_router
 from bookchat.retrieval.embeddings import EmbeddingError
@@ -42,6 +44,7 @@ from bookchat.runtime.observability import (
 from bookchat.runtime.rate_limiter import RateLimitConfigError
 from bookchat.runtime.resources import Resources, open_resources
 from bookchat.search.router import router as search_router
+from bookchat.web.admin import router as admin_router
 from bookchat.web.router import router as web_router
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 raise
             # Answers a crash left pending are swept now and periodically; at shutdown, turn writes are drained.
             await stack.enter_async_context(turn_upkeep(resources.database.pool, settings))
+            await stack.enter_async_context(retention_upkeep(resources.database.pool, settings))
             stack.enter_context(serving_garbage_collection())
             log.info("bookchat ready", extra={"collection": settings.collection})
             yield
@@ -131,6 +135,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         documents_router,
         openai_router,
         pages_router,
+        insights_router,
+        admin_router,
         web_router,
     ):
         app.include_router(router)

@@ -26,7 +26,7 @@ PUBLIC = {
     ("POST", "/api/auth/guest"),
     ("GET", "/api/features"),
 }
-ADMIN_ONLY = re.compile(r"^/api/documents")
+ADMIN_ONLY = re.compile(r"^/api/(documents|insights)")
 ACCOUNT_ONLY = {("POST", "/api/auth/claim"), ("PATCH", "/api/auth/me")}
 # Signed-in readers only (guests get 401 saying so); without a model they answer 503 `llm-required`.
 READER_ONLY = {("POST", "/api/pages/personalize"), ("POST", "/api/pages/translate")}

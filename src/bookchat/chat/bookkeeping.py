@@ -143,6 +143,7 @@ class TurnRecords:
             error_code=error_code,
             search_query=turn.search_query,
             answered=answered,
+            first_token_ms=turn.first_delta_ms,
         )
         log.info(
             "chat turn",

@@ -197,12 +197,13 @@ class ConversationRepository:
         error_code: str | None = None,
         search_query: str | None = None,
         answered: bool | None = None,
+        first_token_ms: int | None = None,
     ) -> None:
         """Record how an answer ended: `ok`, `error` (with `error_code`) or `cancelled` (partial content)."""
         await self.pool.execute(
             "UPDATE messages SET content = $2, status = $3, citations = $4::jsonb, mode = COALESCE($5, mode),"
             " model = $6, latency_ms = $7, prompt_tokens = $8, completion_tokens = $9, error_code = $10,"
-            " search_query = $11, answered = $12 WHERE id = $1",
+            " search_query = $11, answered = $12, first_token_ms = $13 WHERE id = $1",
             message_id,
             content,
             status,
@@ -215,6 +216,7 @@ class ConversationRepository:
             error_code,
             search_query[:MAX_SEARCH_QUERY_CHARS] if search_query is not None else None,
             answered,
+            first_token_ms,
         )
 
     async def sweep_interrupted(self, *, older_than: float) -> int:

@@ -1774,9 +1774,17 @@
   }
 
   // ---- start
+  // A link to the page with ?bookchat-ask=<question> (the insights dashboard's "Ask" links) opens the chat
+  // with the question typed in, for the reader to send; nothing is sent on their behalf.
+  var ASK_PARAM = "bookchat-ask";
+
   function mount() {
     document.body.appendChild(root);
-    if (session.get("open") === "1") open({ focus: false });
+    var asked = new URLSearchParams(window.location.search).get(ASK_PARAM);
+    if (asked) {
+      input.value = asked.slice(0, MAX_QUESTION);
+      open();
+    } else if (session.get("open") === "1") open({ focus: false });
   }
 
   function start() {
