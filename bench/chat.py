@@ -699,7 +699,6 @@ def main() -> int:
                 "BOOKCHAT_RATE_LIMIT_ENABLED": "false",
                 "BOOKCHAT_LOG_LEVEL": "INFO",
                 "BOOKCHAT_QUERY_REWRITE": "true" if args.rewrite else "false",
-
                 "BOOKCHAT_VECTOR_STORE": args.vector_store,
             }
             if database_url:

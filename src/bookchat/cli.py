@@ -1,4 +1,8 @@
-"""The `bookchat` command line: serve, migrate, ingest, search, ask, eval, users, insights and purge."""
+"""The `bookchat` command line: serve, migrate, ingest, search, ask, eval, users, insights and purge.
+
+Long because every verb is one short command here, sharing the start-up helpers at the top; the work itself lives
+in the domain packages (a command only parses options, opens resources and prints).
+"""
 
 from __future__ import annotations
 

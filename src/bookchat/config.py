@@ -1,4 +1,8 @@
-"""Settings: every knob of bookchat, read from `BOOKCHAT_*` environment variables and `.env`."""
+"""Settings: every knob of bookchat, read from `BOOKCHAT_*` environment variables and `.env`.
+
+Long because every setting is declared here and nowhere else (settings only via `config.Settings`), each with its
+limits and the description the generated tables of the README and docs/configuration.md show.
+"""
 
 from __future__ import annotations
 
