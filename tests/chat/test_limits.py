@@ -33,11 +33,13 @@ async def test_a_reader_may_hold_only_so_many_open_streams(
     make_settings: Callable[..., Settings], llm: FakeLLMServer
 ) -> None:
     settings = llm_settings(make_settings, llm, rate_limit_enabled=True, max_concurrent_streams=1, llm_timeout=10.0)
-    slow = "The robot charges in forty minutes [1]. " * 5
-    llm.script(Text(slow, chunks=re.findall(r"\S+\s*", slow), chunk_delay=0.05), Text("Forty minutes [1]."))
+    slow = "Gazebo casts rays from the sensor [1]. " * 5
+    llm.script(Text(slow, chunks=re.findall(r"\S+\s*", slow), chunk_delay=0.05), Text("It casts rays [1]."))
     async with chat_app_for(settings) as app, live_server(app) as base:
         headers = {"Authorization": f"Bearer {token_for(app)}"}
-        body = {"message": "How long does charging take?", "stream": True}
+        # A question the book covers: the coverage gate refuses an uncovered one at once, and a reply that ends
+        # at once frees its slot before the second request comes.
+        body = {"message": "How does Gazebo simulate a lidar sensor?", "stream": True}
         async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
             async with http.stream("POST", "/api/chat", json=body) as first:
                 assert first.status_code == 200
