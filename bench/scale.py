@@ -7,7 +7,9 @@ measures: start-up (open the folder, check the collection, answer a first hybrid
 p50 of hybrid queries through `HybridRetriever.search` (the project's own path, the local mode's fast path
 included) unfiltered with DBSF and RRF, with a path-prefix filter (~5 % of points) and with a document filter.
 Query vectors come from a stub embedder, so only the store is timed. `edge+optimize` is the edge collection after
-`VectorStore.optimize()` (what `bookchat ingest` runs at its end).
+`VectorStore.optimize()` (what `bookchat ingest` runs at its end). `edge` runs the engine on the process's own
+threads (the first default), `edge-process` in a process of its own (`BOOKCHAT_EDGE_PROCESS`, the default now):
+its RSS is both processes'. The loop-stall column shows what the GIL costs the process's other work.
 
     .venv/bin/python bench/scale.py                      # 10k, 50k, 100k; both engines
     .venv/bin/python bench/scale.py --points 10000 --engines edge
@@ -52,8 +54,8 @@ MODEL = "synthetic-384"
 TEXT = ("The controller reads the lidar and the depth camera, fuses them into a map and plans a path. " * 11)[:1000]
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as status:
+def rss_mb(pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
         for line in status:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
@@ -126,8 +128,16 @@ def batch_points(rng: np.random.Generator, start: int, count: int) -> list[model
 
 
 def open_store(engine: str, folder: Path) -> VectorStore:
+    """`edge…` on this process's threads, `edge-process…` in the engine's own process (the default)."""
     kind = "local-legacy" if engine == "local-legacy" else "edge"
-    return VectorStore(open_qdrant_client(None, None, folder, kind), COLLECTION, kind=kind)  # type: ignore[arg-type]
+    client = open_qdrant_client(None, None, folder, kind, engine_process=engine.startswith("edge-process"))
+    return VectorStore(client, COLLECTION, kind=kind)  # type: ignore[arg-type]
+
+
+def total_rss_mb(store: VectorStore) -> float:
+    """This process's RSS, plus the engine process's when it has one."""
+    engine_pid = getattr(store.client, "pid", None)
+    return rss_mb() + (rss_mb(engine_pid) if engine_pid else 0.0)
 
 
 async def build(engine: str, folder: Path, points: int) -> dict[str, Any]:
@@ -142,7 +152,7 @@ async def build(engine: str, folder: Path, points: int) -> dict[str, Any]:
         await store.run(store.client.upsert(store.collection, points=batch, wait=True))
         upserting += time.perf_counter() - began
     result: dict[str, Any] = {"upsert_points_per_s": round(points / upserting, 1)}
-    if engine == "edge+optimize":
+    if engine.endswith("+optimize"):
         began = time.perf_counter()
         await store.optimize()
         result["optimize_s"] = round(time.perf_counter() - began, 1)
@@ -194,7 +204,7 @@ async def reopen(engine: str, folder: Path, points: int) -> dict[str, Any]:
     await retriever.ensure_collection()
     await retriever.search("first", limit=6)
     startup = time.perf_counter() - began
-    result: dict[str, Any] = {"startup_s": round(startup, 2), "rss_mb": round(rss_mb())}
+    result: dict[str, Any] = {"startup_s": round(startup, 2), "rss_mb": round(total_rss_mb(store))}
     budget = 20.0
     result["hybrid_p50_ms"] = await timed_queries(retriever, None, budget)
     rrf = HybridRetriever(store, embedder, sparse, fusion="rrf")  # type: ignore[arg-type]
@@ -205,7 +215,7 @@ async def reopen(engine: str, folder: Path, points: int) -> dict[str, Any]:
         retriever, SearchFilters(document_ids=(document_id(documents // 2),)), budget
     )
     result["loop_stall_ms"] = await loop_stall(retriever, SearchFilters(path_prefix="docs/module-3"))
-    result["rss_after_queries_mb"] = round(rss_mb())
+    result["rss_after_queries_mb"] = round(total_rss_mb(store))
     await store.close()
     return result
 
@@ -258,7 +268,13 @@ def main() -> int:
     parser.add_argument("--folder", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--engine", default="edge", help=argparse.SUPPRESS)
     parser.add_argument("--points", type=int, nargs="+", default=[10_000, 50_000, 100_000])
-    parser.add_argument("--engines", nargs="+", default=["edge", "edge+optimize", "local-legacy"])
+    parser.add_argument(
+        "--engines",
+        nargs="+",
+        default=["edge", "edge+optimize", "edge-process", "edge-process+optimize", "local-legacy"],
+        help="edge: the engine on this process's threads; edge-process: in its own process (the default); "
+        "+optimize: after VectorStore.optimize(); local-legacy: qdrant-client's local mode.",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON results path.")
     args = parser.parse_args()
     if args.role != "bench":

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         description="Embedded engine in QDRANT_PATH: edge (Qdrant's engine in process) or local-legacy "
         "(qdrant-client's pure-Python local mode, kept for one release).",
     )
+    edge_process: bool = Field(
+        True,
+        description="Run the embedded engine (edge) in a child process of its own, so that its searches never hold "
+        "this process's GIL; false runs it on threads of this process.",
+    )
 
     # Embeddings
     embedding_provider: EmbeddingProvider = Field("local", description="local | fastembed | gemini | openai.")

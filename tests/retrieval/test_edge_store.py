@@ -18,8 +18,10 @@ from bookchat.retrieval.store import DENSE_VECTOR, SPARSE_VECTOR, VectorStore
 from bookchat.retrieval.stores import edge_client
 from bookchat.retrieval.stores.edge_client import EdgeQdrantClient
 from bookchat.retrieval.stores.edge_convert import UnsupportedRequest
+from bookchat.retrieval.stores.edge_process import EdgeProcessClient
 from bookchat.retrieval.stores.errors import FolderInUse, VectorStoreError
 
+EdgeEngine = EdgeQdrantClient | EdgeProcessClient
 DOCUMENTS = [str(uuid.UUID(int=number)) for number in range(1, 6)]
 FUSIONS = [
     models.FusionQuery(fusion=models.Fusion.DBSF),
@@ -40,7 +42,7 @@ def sparse_vector(rng: random.Random, vocabulary: int, size: int) -> models.Spar
     return models.SparseVector(indices=indices, values=[rng.uniform(0.1, 2.0) for _ in indices])
 
 
-async def twin_collections(rng: random.Random, edge: EdgeQdrantClient) -> AsyncQdrantClient:
+async def twin_collections(rng: random.Random, edge: EdgeEngine) -> AsyncQdrantClient:
     """The same writes into qdrant-client's local mode and the embedded engine: points laid out like bookchat's,
     then replacements, deletions by id and deletions by filter (as re-ingestion makes them)."""
     local = AsyncQdrantClient(location=":memory:")
@@ -103,16 +105,17 @@ def assert_same_ranking(got: list[models.ScoredPoint], expected: list[models.Sco
             assert p.payload == payloads[str(p.id)]
 
 
-@pytest.fixture
-async def edge(tmp_path: Path) -> Any:
-    client = EdgeQdrantClient(tmp_path / "edge")
+@pytest.fixture(params=["threads", "process"])
+async def edge(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """The engine on this process's threads, and in a process of its own (the default): the same answers."""
+    client = EdgeQdrantClient(tmp_path / "edge") if request.param == "threads" else EdgeProcessClient(tmp_path / "edge")
     yield client
     await client.close()
 
 
 @pytest.mark.parametrize("fusion", FUSIONS, ids=["dbsf", "rrf-default", "rrf-k60"])
 async def test_hybrid_queries_equal_qdrant_clients_own(
-    fusion: models.FusionQuery | models.RrfQuery, edge: EdgeQdrantClient
+    fusion: models.FusionQuery | models.RrfQuery, edge: EdgeEngine
 ) -> None:
     rng = random.Random(11)
     local = await twin_collections(rng, edge)
@@ -144,7 +147,7 @@ async def test_hybrid_queries_equal_qdrant_clients_own(
     await local.close()
 
 
-async def test_single_list_queries_equal_qdrant_clients_own(edge: EdgeQdrantClient) -> None:
+async def test_single_list_queries_equal_qdrant_clients_own(edge: EdgeEngine) -> None:
     rng = random.Random(5)
     local = await twin_collections(rng, edge)
     for query_number in range(30):
@@ -160,7 +163,7 @@ async def test_single_list_queries_equal_qdrant_clients_own(edge: EdgeQdrantClie
     await local.close()
 
 
-async def test_batch_queries_equal_qdrant_clients_own(edge: EdgeQdrantClient) -> None:
+async def test_batch_queries_equal_qdrant_clients_own(edge: EdgeEngine) -> None:
     rng = random.Random(9)
     local = await twin_collections(rng, edge)
     guide = _filter(SearchFilters(path_prefix="guide"))
@@ -263,8 +266,9 @@ async def test_a_collection_whose_creation_crashed_is_removed(tmp_path: Path) ->
 
 
 async def test_calls_run_on_the_engines_threads_and_its_failures_name_the_store(
-    edge: EdgeQdrantClient, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    edge = EdgeQdrantClient(tmp_path / "edge")
     await edge.create_collection("c", vectors_config=VECTORS)
     seen: list[str] = []
     original = edge_client._engine_call
@@ -288,7 +292,7 @@ async def test_calls_run_on_the_engines_threads_and_its_failures_name_the_store(
         await edge.count("c")
 
 
-async def test_every_translated_filter_selects_what_qdrant_client_selects(edge: EdgeQdrantClient) -> None:
+async def test_every_translated_filter_selects_what_qdrant_client_selects(edge: EdgeEngine) -> None:
     rng = random.Random(3)
     local = await twin_collections(rng, edge)
     ids = [str(uuid.UUID(int=1000 + n)) for n in range(0, 300, 9)]

@@ -246,6 +246,7 @@ async def run_beir_eval(
         settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
         settings.resolved_qdrant_path,
         settings.resolved_vector_store,
+        engine_process=settings.edge_process,
     )
     collection = eval_collection_name(settings, dataset.name, embedder.model_id)
     store = VectorStore(client, collection, kind=settings.resolved_vector_store)

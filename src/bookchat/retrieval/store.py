@@ -17,6 +17,7 @@ from bookchat.retrieval.qdrant_local import LocalRunner, install_fast_sparse_sco
 from bookchat.retrieval.stores.api import QdrantApi, StoreKind
 from bookchat.retrieval.stores.edge_client import EdgeQdrantClient
 from bookchat.retrieval.stores.edge_folder import is_edge_folder
+from bookchat.retrieval.stores.edge_process import EdgeProcessClient
 from bookchat.retrieval.stores.errors import EmbeddingModelMismatch, FolderInUse, VectorStoreError
 
 __all__ = ["EmbeddingModelMismatch", "FolderInUse", "VectorStore", "VectorStoreError", "open_qdrant_client"]
@@ -29,15 +30,20 @@ SPARSE_VECTOR = "bm25"
 INDEX_ID = "index_id"
 
 T = TypeVar("T")
+# The embedded engine's clients, in this process or in its own.
+_EMBEDDED_ENGINE = (EdgeQdrantClient, EdgeProcessClient)
 
 
-def open_qdrant_client(url: str | None, api_key: str | None, path: Path, kind: StoreKind = "edge") -> QdrantApi:
+def open_qdrant_client(
+    url: str | None, api_key: str | None, path: Path, kind: StoreKind = "edge", *, engine_process: bool = False
+) -> QdrantApi:
     """A server/Cloud client when `url` is given, else the embedded store in `path` (one process only): the
-    embedded engine (`edge`) or qdrant-client's local mode (`local-legacy`)."""
+    embedded engine (`edge`; in a child process of its own with `engine_process`) or qdrant-client's local mode
+    (`local-legacy`). Blocks while the folder opens: call it from a thread in a running service."""
     if url:
         return AsyncQdrantClient(url=url, api_key=api_key, timeout=10)
     if kind == "edge":
-        return EdgeQdrantClient(path)
+        return EdgeProcessClient(path) if engine_process else EdgeQdrantClient(path)
     if is_edge_folder(path):
         raise VectorStoreError(
             f"{path} holds an index of the embedded engine, not of qdrant-client's local mode: unset "
@@ -251,17 +257,17 @@ class VectorStore:
     def owed_rebuild(self) -> dict[str, Any] | None:
         """What the embedded engine's folder still owes after a move from local mode (its index rebuilt from
         PostgreSQL, see `documents.index_migration`), or None."""
-        return self.client.pending_rebuild if isinstance(self.client, EdgeQdrantClient) else None
+        return self.client.pending_rebuild if isinstance(self.client, _EMBEDDED_ENGINE) else None
 
     async def clear_owed_rebuild(self) -> None:
-        if isinstance(self.client, EdgeQdrantClient) and self.client.pending_rebuild is not None:
+        if isinstance(self.client, _EMBEDDED_ENGINE) and self.client.pending_rebuild is not None:
             await self.client.clear_pending_rebuild()
 
     async def optimize(self) -> bool:
         """Let the embedded engine merge its segments, drop deleted points and build its vector index (blocking
         its thread, and Python's, for as long as that takes: seconds for a book, minutes at 100k points): for
         `bookchat ingest`, never while serving. True when something was optimized; a server optimizes itself."""
-        if not isinstance(self.client, EdgeQdrantClient):
+        if not isinstance(self.client, _EMBEDDED_ENGINE):
             return False
         name = await self.physical_name()
         return name is not None and await self.client.optimize(name)

@@ -91,9 +91,16 @@ class _Collection:
 class EdgeQdrantClient:
     """Collections of qdrant-edge shards in one folder, with aliases and metadata; see `api.QdrantApi`."""
 
-    def __init__(self, root: Path, *, threads: int = 4, pending_rebuild: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        threads: int = 4,
+        pending_rebuild: dict[str, Any] | None = None,
+        exits_with: int | None = None,
+    ) -> None:
         self.root = root
-        self.folder = EdgeFolder(root)
+        self.folder = EdgeFolder(root, exits_with=exits_with)
         self.catalog = self.folder.open(pending_rebuild=pending_rebuild)
         self._open: dict[str, _Collection] = {}
         self._lock = threading.RLock()  # the catalog and `_open`

@@ -17,16 +17,22 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import IO, Any
 
 from bookchat.retrieval.stores.errors import FolderInUse, VectorStoreError
 
+log = logging.getLogger(__name__)
+
 CATALOG = "bookchat-edge.json"
+# How long an opener waits for an orphaned engine process (its bookchat was killed) to close the folder and exit.
+ORPHAN_WAIT_S = 30.0
 FORMAT = 1
 # Collection names become folder names: no separators, no dot-files.
 NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,254}$")
@@ -68,11 +74,29 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _orphaned_engine(handle: IO[str]) -> int | None:
+    """The pid of the folder's holder when it is an engine process whose parent has exited (it exits too, soon)."""
+    handle.seek(0)
+    fields = handle.read().split()
+    if len(fields) != 2 or not all(field.isdigit() for field in fields):
+        return None
+    pid, parent = (int(field) for field in fields)
+    try:
+        # /proc/<pid>/stat: "pid (name) state ppid ..."; the name may hold spaces, so split after its ")".
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        current_parent = int(stat.rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if current_parent != parent else None
+
+
 class EdgeFolder:
     """One embedded-engine folder, opened (and locked) by this process."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, exits_with: int | None = None) -> None:
         self.root = root
+        # The parent process this one exits with (the engine's own process, see `edge_worker`), or None.
+        self.exits_with = exits_with
         self.collections_dir = root / "collections"
         self._lock_file: IO[str] | None = None
 
@@ -100,15 +124,31 @@ class EdgeFolder:
 
     def _lock(self) -> None:
         handle = open(self.root / ".lock", "a+", encoding="utf-8")  # noqa: SIM115 - held until close()
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            handle.close()
-            raise FolderInUse(
-                f"the embedded Qdrant folder {self.root} is in use by another bookchat process: one process per "
-                "folder. Stop the other one, give this one its own BOOKCHAT_QDRANT_PATH, or set "
-                "BOOKCHAT_QDRANT_URL to a Qdrant server so several processes can share one index"
-            ) from exc
+        waited_since: float | None = None
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                # An engine process whose bookchat is gone is closing the folder and exiting: wait for it.
+                orphan = _orphaned_engine(handle)
+                now = time.monotonic()
+                if waited_since is None and orphan is not None:
+                    log.info("waiting for the engine process %s of a stopped bookchat to release %s", orphan, self.root)
+                    waited_since = now
+                if orphan is None or waited_since is None or now - waited_since > ORPHAN_WAIT_S:
+                    handle.close()
+                    raise FolderInUse(
+                        f"the embedded Qdrant folder {self.root} is in use by another bookchat process: one process "
+                        "per folder. Stop the other one, give this one its own BOOKCHAT_QDRANT_PATH, or set "
+                        "BOOKCHAT_QDRANT_URL to a Qdrant server so several processes can share one index"
+                    ) from exc
+                time.sleep(0.05)
+        # Who holds it, for the next opener: this process, and the parent it exits with (an engine process).
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()} {self.exits_with or ''}".strip() + "\n")
+        handle.flush()
         self._lock_file = handle
 
     def _drop_half_created(self) -> None:
