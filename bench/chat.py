@@ -208,9 +208,18 @@ class Child:
     line: str
 
     def cpu_seconds(self) -> float:
-        """User + system CPU this process has used so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU this process and its running children (the embedded engine's process) have used so
+        far (Linux /proc)."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        return sum(_cpu_seconds(int(pid)) for pid in [self.pid, *children])
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # a child that has just exited
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -669,7 +678,11 @@ def main() -> int:
         "--profile", type=Path, default=None, help="Write a cProfile of the bookchat server (event-loop thread) here."
     )
     parser.add_argument(
-        "--vector-store", choices=["edge", "local-legacy"], default="edge", help="The embedded engine of the server."
+        "--vector-store",
+        choices=["edge", "edge-threads", "local-legacy"],
+        default="edge",
+        help="The embedded engine of the server: edge (in its own process, the default), edge-threads (on the "
+        "server's threads) or local-legacy. CPU per stream counts the engine's process too.",
     )
     args = parser.parse_args()
     # Servers run on uvloop, as `bookchat serve` (uvicorn's default loop) does in production.
@@ -699,7 +712,8 @@ def main() -> int:
                 "BOOKCHAT_RATE_LIMIT_ENABLED": "false",
                 "BOOKCHAT_LOG_LEVEL": "INFO",
                 "BOOKCHAT_QUERY_REWRITE": "true" if args.rewrite else "false",
-                "BOOKCHAT_VECTOR_STORE": args.vector_store,
+                "BOOKCHAT_VECTOR_STORE": "local-legacy" if args.vector_store == "local-legacy" else "edge",
+                "BOOKCHAT_EDGE_PROCESS": "false" if args.vector_store == "edge-threads" else "true",
             }
             if database_url:
                 server_env["BOOKCHAT_DATABASE_URL"] = database_url
