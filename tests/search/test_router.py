@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -15,6 +18,7 @@ from bookchat.config import Settings
 from bookchat.retrieval.embeddings import EmbeddingError
 from bookchat.retrieval.search import HybridRetriever, Passage
 from bookchat.retrieval.store import EmbeddingModelMismatch
+from bookchat.retrieval.stores.edge_process import EdgeProcessClient
 from bookchat.runtime.resources import Resources
 from tests.conftest import ADMIN_TOKEN, client_for, running_app
 from tests.retrieval.helpers import passage
@@ -171,3 +175,27 @@ async def test_the_endpoint_is_documented(http: httpx.AsyncClient) -> None:
     request = schema["components"]["schemas"]["SearchRequest"]
     assert request["additionalProperties"] is False
     assert request["properties"]["query"]["maxLength"] == 1000
+
+
+async def test_a_dead_engine_process_is_a_503_and_the_next_search_starts_it_again(
+    app: FastAPI, http: httpx.AsyncClient
+) -> None:
+    engine = app.state.resources.store.client
+    assert isinstance(engine, EdgeProcessClient)  # the default
+    first_pid = engine.pid
+    os.kill(first_pid, signal.SIGSTOP)  # the search below reaches the engine and waits there
+    try:
+        pending = asyncio.ensure_future(http.post("/api/search", json={"query": "install bookchat"}))
+        await asyncio.sleep(0.5)
+        assert not pending.done()
+    finally:
+        os.kill(first_pid, signal.SIGKILL)
+        os.kill(first_pid, signal.SIGCONT)
+    failed = await pending
+    assert failed.status_code == 503
+    assert failed.headers["content-type"].startswith(PROBLEM_JSON)
+    assert failed.json()["code"] == "index-unavailable"
+    again = await http.post("/api/search", json={"query": "install bookchat"})
+    assert again.status_code == 200
+    assert again.json()["hits"][0]["title"] == "Installation"
+    assert engine.pid != first_pid
