@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import logging
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -44,7 +45,10 @@ class _Worker:
         self.connection = connection
         self.pending: dict[int, asyncio.Future[Any]] = {}
         self.dead = False
-        self.lock = threading.Lock()  # `pending` and `dead`; also one message at a time on the socket
+        self.lock = threading.Lock()  # `pending` and `dead`
+        # One message at a time on the socket; taken only to write bytes already pickled, so a large batch being
+        # pickled on a thread never holds up the event loop's calls.
+        self.send_lock = threading.Lock()
         self.reader = threading.Thread(target=self._read, name="edge-process-replies", daemon=True)
         self.reader.start()
 
@@ -55,11 +59,13 @@ class _Worker:
             self.pending[call_id] = future
 
     def send(self, message: tuple[Any, ...]) -> None:
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            with self.lock:
-                self.connection.send(message)
+            with self.send_lock:
+                self.connection.send_bytes(data)
         except (OSError, ValueError) as exc:
-            self.pending.pop(message[0], None)
+            with self.lock:
+                self.pending.pop(message[0], None)
             raise VectorStoreError(self.stopped_message()) from exc
 
     def stopped_message(self) -> str:
@@ -74,7 +80,7 @@ class _Worker:
                 with self.lock:
                     future = self.pending.pop(call_id, None)
                 if future is not None:
-                    future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
+                    _notify(future, ok, value)
         except (EOFError, OSError):
             log.debug("the embedded engine's process closed its end of the socket")
         except Exception:
@@ -88,7 +94,7 @@ class _Worker:
             orphans, self.pending = self.pending, {}
         error = VectorStoreError(self.stopped_message())
         for future in orphans.values():
-            future.get_loop().call_soon_threadsafe(_settle, future, False, error)
+            _notify(future, False, error)
 
     def stop(self, timeout: float) -> None:
         """Wait for the process to exit (it was told to close), killing it after `timeout` seconds."""
@@ -100,6 +106,13 @@ class _Worker:
             self.process.wait()
         self.connection.close()
         self.reader.join(timeout=5)
+
+
+def _notify(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    """Settle `future` on its own loop, from the reply thread."""
+    # A closed loop raises RuntimeError: nobody waits for this answer any more.
+    with contextlib.suppress(RuntimeError):
+        future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -188,6 +201,11 @@ class EdgeProcessClient:
         worker = self._worker
         if worker.dead or self._closed:
             worker = await asyncio.to_thread(self._live_worker)
+        reply = await self._submit(worker, method, args, kwargs)
+        return await reply
+
+    async def _submit(self, worker: _Worker, method: str, args: Any, kwargs: Any) -> asyncio.Future[Any]:
+        """Send one call to `worker`; the returned future gets its reply (or the engine's death)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         call_id = next(self._ids)
         worker.register(call_id, future)
@@ -196,7 +214,7 @@ class EdgeProcessClient:
             await asyncio.to_thread(worker.send, message)
         else:
             worker.send(message)
-        return await future
+        return future
 
     # --- the API ----------------------------------------------------------------------------------------------
 
@@ -256,7 +274,9 @@ class EdgeProcessClient:
     async def query_batch_points(
         self, collection_name: str, requests: Sequence[models.QueryRequest], **kwargs: Any
     ) -> list[rest.QueryResponse]:
-        result: list[rest.QueryResponse] = await self._call("query_batch_points", collection_name, list(requests))
+        result: list[rest.QueryResponse] = await self._call(
+            "query_batch_points", collection_name, list(requests), **kwargs
+        )
         return result
 
     async def scroll(
@@ -288,12 +308,9 @@ class EdgeProcessClient:
         worker = self._worker
         grace = 10.0
         if not worker.dead:
-            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            call_id = next(self._ids)
             try:
-                worker.register(call_id, future)
-                worker.send((call_id, CLOSE, (), {}))
-                await asyncio.wait_for(future, timeout=self.close_timeout)
+                closed = await self._submit(worker, CLOSE, (), {})
+                await asyncio.wait_for(closed, timeout=self.close_timeout)
             except (VectorStoreError, TimeoutError) as exc:
                 log.warning("the embedded engine's process did not close cleanly: %s", exc or "no reply in time")
                 grace = 0.0  # it does not answer: waiting longer would not help
