@@ -7,7 +7,8 @@ measures: start-up (open the folder, check the collection, answer a first hybrid
 p50 of hybrid queries through `HybridRetriever.search` (the project's own path, the local mode's fast path
 included) unfiltered with DBSF and RRF, with a path-prefix filter (~5 % of points) and with a document filter.
 Query vectors come from a stub embedder, so only the store is timed. `edge+optimize` is the edge collection after
-`VectorStore.optimize()` (what `bookchat ingest` runs at its end). `edge` runs the engine on the process's own
+`VectorStore.optimize()` (what `bookchat ingest` runs at its end, and the engine by itself after
+`BOOKCHAT_EDGE_OPTIMIZE_AFTER` writes), searched all along while it runs. `edge` runs the engine on the process's own
 threads (the first default), `edge-process` in a process of its own (`BOOKCHAT_EDGE_PROCESS`, the default now):
 its RSS is both processes'. The loop-stall column shows what the GIL costs the process's other work.
 
@@ -153,9 +154,23 @@ async def build(engine: str, folder: Path, points: int) -> dict[str, Any]:
         upserting += time.perf_counter() - began
     result: dict[str, Any] = {"upsert_points_per_s": round(points / upserting, 1)}
     if engine.endswith("+optimize"):
+        # Searched all along: the optimizer works on a copy in its own process, so searches go on meanwhile.
+        retriever = HybridRetriever(store, StubEmbedder(2), StubSparse(3))  # type: ignore[arg-type]
         began = time.perf_counter()
-        await store.optimize()
+        optimizing = asyncio.create_task(store.optimize())
+        latencies: list[float] = []
+        while not optimizing.done():
+            started = time.perf_counter()
+            await retriever.search("while optimizing", limit=6)
+            latencies.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(0.05)
+        await optimizing
         result["optimize_s"] = round(time.perf_counter() - began, 1)
+        result["search_while_optimizing_ms"] = {
+            "p50": round(statistics.median(latencies), 1),
+            "max": round(max(latencies), 1),
+            "searches": len(latencies),
+        }
     await store.close()
     return result
 
@@ -243,6 +258,7 @@ def render(rows: list[dict[str, Any]]) -> Table:
         "doc filter",
         "upsert/s",
         "loop stall p50/p99",
+        "search while optimizing p50/max",
     ):
         table.add_column(column, justify="left" if column == "engine" else "right")
     for row in rows:
@@ -258,6 +274,7 @@ def render(rows: list[dict[str, Any]]) -> Table:
             f"{row['document_filter_p50_ms']:.1f}",
             f"{row['upsert_points_per_s']:,.0f}",
             f"{row['loop_stall_ms']['p50']:.1f} / {row['loop_stall_ms']['p99']:.1f}" if "loop_stall_ms" in row else "-",
+            f"{during['p50']:.1f} / {during['max']:.0f}" if (during := row.get("search_while_optimizing_ms")) else "-",
         )
     return table
 
@@ -281,7 +298,7 @@ def main() -> int:
         task = build if args.role == "build" else reopen
         print(json.dumps(asyncio.run(task(args.engine, args.folder, args.points[0]))))
         return 0
-    console = Console(width=160)
+    console = Console(width=200)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bookchat-scale-") as work:
         for points in args.points:

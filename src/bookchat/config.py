@@ -93,6 +93,14 @@ class Settings(BaseSettings):
         description="Run the embedded engine (edge) in a child process of its own, so that its searches never hold "
         "this process's GIL; false runs it on threads of this process.",
     )
+    edge_optimize_after: int = Field(
+        10_000,
+        ge=0,
+        le=100_000_000,
+        description="Points written to a collection of the embedded engine (edge) since its last optimization "
+        "after which the engine optimizes it in the background, once writes pause (a copy, in a low-priority "
+        "process, swapped in when done; searches go on meanwhile); 0 turns it off.",
+    )
 
     # Embeddings
     embedding_provider: EmbeddingProvider = Field("local", description="local | fastembed | gemini | openai.")

@@ -42,9 +42,9 @@ def sparse_vector(rng: random.Random, vocabulary: int, size: int) -> models.Spar
     return models.SparseVector(indices=indices, values=[rng.uniform(0.1, 2.0) for _ in indices])
 
 
-async def twin_collections(rng: random.Random, edge: EdgeEngine) -> AsyncQdrantClient:
-    """The same writes into qdrant-client's local mode and the embedded engine: points laid out like bookchat's,
-    then replacements, deletions by id and deletions by filter (as re-ingestion makes them)."""
+async def twin_collections(rng: random.Random, edge: EdgeEngine, points: int = 300) -> AsyncQdrantClient:
+    """The same writes into qdrant-client's local mode and the embedded engine: `points` points laid out like
+    bookchat's, then replacements, deletions by id and deletions by filter (as re-ingestion makes them)."""
     local = AsyncQdrantClient(location=":memory:")
 
     def point(number: int) -> models.PointStruct:
@@ -61,9 +61,11 @@ async def twin_collections(rng: random.Random, edge: EdgeEngine) -> AsyncQdrantC
             vector[SPARSE_VECTOR] = sparse
         return models.PointStruct(id=str(uuid.UUID(int=1000 + number)), vector=vector, payload=payload)
 
-    first = [point(number) for number in range(300)]
-    replaced = [point(number) for number in rng.sample(range(300), 40)]
-    deleted = models.PointIdsList(points=[str(uuid.UUID(int=1000 + n)) for n in rng.sample(range(300), 30)])
+    first = [point(number) for number in range(points)]
+    replaced = [point(number) for number in rng.sample(range(points), points * 2 // 15)]
+    deleted = models.PointIdsList(
+        points=[str(uuid.UUID(int=1000 + n)) for n in rng.sample(range(points), points // 10)]
+    )
     by_filter = models.FilterSelector(
         filter=models.Filter(
             must=[

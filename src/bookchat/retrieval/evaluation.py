@@ -247,6 +247,7 @@ async def run_beir_eval(
         settings.resolved_qdrant_path,
         settings.resolved_vector_store,
         engine_process=settings.edge_process,
+        optimize_after=settings.edge_optimize_after,
     )
     collection = eval_collection_name(settings, dataset.name, embedder.model_id)
     store = VectorStore(client, collection, kind=settings.resolved_vector_store)

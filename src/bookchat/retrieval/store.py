@@ -35,15 +35,24 @@ _EMBEDDED_ENGINE = (EdgeQdrantClient, EdgeProcessClient)
 
 
 def open_qdrant_client(
-    url: str | None, api_key: str | None, path: Path, kind: StoreKind = "edge", *, engine_process: bool = False
+    url: str | None,
+    api_key: str | None,
+    path: Path,
+    kind: StoreKind = "edge",
+    *,
+    engine_process: bool = False,
+    optimize_after: int = 0,
 ) -> QdrantApi:
     """A server/Cloud client when `url` is given, else the embedded store in `path` (one process only): the
-    embedded engine (`edge`; in a child process of its own with `engine_process`) or qdrant-client's local mode
+    embedded engine (`edge`; in a child process of its own with `engine_process`; optimizing a collection in the
+    background once `optimize_after` points were written to it, 0 never) or qdrant-client's local mode
     (`local-legacy`). Blocks while the folder opens: call it from a thread in a running service."""
     if url:
         return AsyncQdrantClient(url=url, api_key=api_key, timeout=10)
     if kind == "edge":
-        return EdgeProcessClient(path) if engine_process else EdgeQdrantClient(path)
+        if engine_process:
+            return EdgeProcessClient(path, optimize_after=optimize_after)
+        return EdgeQdrantClient(path, optimize_after=optimize_after)
     if is_edge_folder(path):
         raise VectorStoreError(
             f"{path} holds an index of the embedded engine, not of qdrant-client's local mode: unset "
@@ -264,9 +273,10 @@ class VectorStore:
             await self.client.clear_pending_rebuild()
 
     async def optimize(self) -> bool:
-        """Let the embedded engine merge its segments, drop deleted points and build its vector index (blocking
-        its thread, and Python's, for as long as that takes: seconds for a book, minutes at 100k points): for
-        `bookchat ingest`, never while serving. True when something was optimized; a server optimizes itself."""
+        """Let the embedded engine merge its segments, drop deleted points and build its vector index, on a copy
+        in a process of its own (seconds for a book, a minute at 100k points; searches go on meanwhile). True when
+        something was optimized; a server optimizes itself. The engine also does it by itself after enough
+        writes (`Settings.edge_optimize_after`)."""
         if not isinstance(self.client, _EMBEDDED_ENGINE):
             return False
         name = await self.physical_name()

@@ -45,7 +45,13 @@ async def open_store(settings: Settings) -> VectorStore:
         await asyncio.to_thread(migrate_legacy_folder, path)
     api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
     client = await asyncio.to_thread(
-        open_qdrant_client, settings.qdrant_url, api_key, path, kind, engine_process=settings.edge_process
+        open_qdrant_client,
+        settings.qdrant_url,
+        api_key,
+        path,
+        kind,
+        engine_process=settings.edge_process,
+        optimize_after=settings.edge_optimize_after,
     )
     location = settings.qdrant_url or f"local folder {path} on {socket.gethostname()}"
     return VectorStore(client, settings.collection, kind=kind, location=location)

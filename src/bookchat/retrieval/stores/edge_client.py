@@ -5,7 +5,8 @@ and sparse search, the IDF modifier, DBSF and RRF fusion, payload filters and pa
 It has no collections, aliases or metadata: `EdgeFolder` adds them. Every call runs on this client's threads, never
 on the event loop. qdrant-edge 0.9 does not release the GIL while it computes (measured, see docs/benchmarks.md):
 a search holds Python for its few milliseconds, so the engine keeps one search thread and leaves the other cores
-to the embedder.
+to the embedder; its optimizer runs on a copy in a process of its own (`edge_optimizer`), by itself once a
+collection has had `optimize_after` points written.
 
 Long because it is one class implementing one API, each method a short translation to the engine's calls.
 """
@@ -17,7 +18,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,65 +28,17 @@ from qdrant_client import models
 from qdrant_client.http import models as rest
 
 from bookchat.retrieval.stores import edge_convert as convert
+from bookchat.retrieval.stores.edge_collection import OpenCollection
 from bookchat.retrieval.stores.edge_folder import EdgeFolder
+from bookchat.retrieval.stores.edge_optimizer import AutoOptimizer, ShardOptimizer
+from bookchat.retrieval.stores.edge_schema import collection_info, edge_config, payload_schema, recorded_config
 from bookchat.retrieval.stores.errors import VectorStoreError
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_DISTANCES = {
-    models.Distance.DOT: (qe.Distance.Dot, "Dot"),
-    models.Distance.COSINE: (qe.Distance.Cosine, "Cosine"),
-    models.Distance.EUCLID: (qe.Distance.Euclid, "Euclid"),
-    models.Distance.MANHATTAN: (qe.Distance.Manhattan, "Manhattan"),
-}
-_BY_NAME = {name: (edge, distance) for distance, (edge, name) in _DISTANCES.items()}
-_SCHEMAS = {
-    models.PayloadSchemaType.KEYWORD: qe.PayloadSchemaType.Keyword,
-    models.PayloadSchemaType.INTEGER: qe.PayloadSchemaType.Integer,
-    models.PayloadSchemaType.FLOAT: qe.PayloadSchemaType.Float,
-    models.PayloadSchemaType.BOOL: qe.PayloadSchemaType.Bool,
-    models.PayloadSchemaType.UUID: qe.PayloadSchemaType.Uuid,
-}
-_SCHEMA_NAMES = {str(edge): schema for schema, edge in _SCHEMAS.items()}
 _COMPLETED = models.UpdateResult(operation_id=None, status=models.UpdateStatus.COMPLETED)
-
-
-class _Collection:
-    """An open shard and what bookchat recorded about it; `use()` keeps it open while a call runs."""
-
-    def __init__(self, name: str, shard: qe.EdgeShard, config: dict[str, Any]) -> None:
-        self.name = name
-        self.shard = shard
-        self.config = config
-        self.translator = convert.QueryTranslator(
-            {vector for vector, params in config.get("sparse_vectors", {}).items() if params.get("modifier") == "idf"}
-        )
-        self._users = 0
-        self._retired = False
-        self._condition = threading.Condition()
-
-    @contextlib.contextmanager
-    def use(self) -> Iterator[qe.EdgeShard]:
-        with self._condition:
-            if self._retired:
-                raise ValueError(f"Collection {self.name} not found")
-            self._users += 1
-        try:
-            yield self.shard
-        finally:
-            with self._condition:
-                self._users -= 1
-                self._condition.notify_all()
-
-    def retire(self) -> None:
-        """Refuse new calls, wait for the running ones, then close the shard."""
-        with self._condition:
-            self._retired = True
-            while self._users:
-                self._condition.wait()
-        self.shard.close()
 
 
 class EdgeQdrantClient:
@@ -98,14 +51,21 @@ class EdgeQdrantClient:
         threads: int = 4,
         pending_rebuild: dict[str, Any] | None = None,
         exits_with: int | None = None,
+        optimize_after: int = 0,
     ) -> None:
+        """`optimize_after`: optimize a collection in the background once that many points were written to it
+        since its last optimization (0: only when `optimize` is called)."""
         self.root = root
         self.folder = EdgeFolder(root, exits_with=exits_with)
         self.catalog = self.folder.open(pending_rebuild=pending_rebuild)
-        self._open: dict[str, _Collection] = {}
+        self._open: dict[str, OpenCollection] = {}
         self._lock = threading.RLock()  # the catalog and `_open`
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qdrant-edge")
         self._closed = False
+        self._optimizer = ShardOptimizer(self.folder, edge_config, self._lock)
+        self._auto_optimizer = (
+            AutoOptimizer(self._optimizer, self._open_collections, after=optimize_after) if optimize_after else None
+        )
 
     # --- plumbing -----------------------------------------------------------------------------------------------
 
@@ -119,7 +79,7 @@ class EdgeQdrantClient:
         aliases: dict[str, str] = self.catalog["aliases"]
         return aliases.get(name, name)
 
-    def _collection(self, name: str) -> _Collection:
+    def _collection(self, name: str) -> OpenCollection:
         """The open collection `name` names (a collection or an alias); opened on first use."""
         with self._lock:
             target = self._resolve(name)
@@ -129,9 +89,15 @@ class EdgeQdrantClient:
             if target not in self.folder.collection_names():
                 raise ValueError(f"Collection {name} not found")
             config = self.folder.read_config(target)
-            shard = qe.EdgeShard.load(str(self.folder.shard_dir(target)), _edge_config(config))
-            found = self._open[target] = _Collection(target, shard, config)
+            shard = qe.EdgeShard.load(str(self.folder.shard_dir(target, config)), edge_config(config))
+            found = self._open[target] = OpenCollection(target, shard, config)
+            # What was written since the last optimization, as far as counts tell (deletions make it an estimate).
+            found.written = max(0, shard.info().points_count - int(config.get("optimized_points", 0)))
             return found
+
+    def _open_collections(self) -> list[OpenCollection]:
+        with self._lock:
+            return list(self._open.values())
 
     @property
     def pending_rebuild(self) -> dict[str, Any] | None:
@@ -164,14 +130,7 @@ class EdgeQdrantClient:
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> bool:
-        if not isinstance(vectors_config, dict):
-            raise convert.UnsupportedRequest("the embedded engine takes named dense vectors (a dict)")
-        dense = {name: {"size": p.size, "distance": _DISTANCES[p.distance][1]} for name, p in vectors_config.items()}
-        sparse = {
-            name: {"modifier": "idf" if p.modifier == models.Modifier.IDF else None}
-            for name, p in (sparse_vectors_config or {}).items()
-        }
-        config = {"vectors": dense, "sparse_vectors": sparse, "metadata": dict(metadata or {})}
+        config = recorded_config(vectors_config, sparse_vectors_config, metadata)
         await self._run(self._create, collection_name, config)
         return True
 
@@ -179,54 +138,23 @@ class EdgeQdrantClient:
         with self._lock:
             if name in self.folder.collection_names() or name in self.catalog["aliases"]:
                 raise ValueError(f"Collection {name} already exists")
-            shard = qe.EdgeShard.create(str(self.folder.shard_dir(name)), _edge_config(config))
+            shard = qe.EdgeShard.create(str(self.folder.shard_dir(name, config)), edge_config(config))
             # Written last: the collection exists from this rename on (see EdgeFolder).
             self.folder.write_config(name, config)
-            self._open[name] = _Collection(name, shard, config)
+            self._open[name] = OpenCollection(name, shard, config)
 
     async def create_payload_index(
         self, collection_name: str, field_name: str, field_schema: Any = None, **kwargs: Any
     ) -> models.UpdateResult:
-        schema = _SCHEMAS.get(models.PayloadSchemaType(field_schema))  # a str enum: the value or its name
-        if schema is None:
-            raise convert.UnsupportedRequest(f"payload index {field_schema!r} is not supported here")
-        return await self._update(collection_name, qe.UpdateOperation.create_field_index(field_name, schema))
+        operation = qe.UpdateOperation.create_field_index(field_name, payload_schema(field_schema))
+        return await self._update(collection_name, lambda: operation)
 
     async def get_collection(self, collection_name: str, **kwargs: Any) -> models.CollectionInfo:
         def info() -> models.CollectionInfo:
             collection = self._collection(collection_name)
             with collection.use() as shard:
                 stats = shard.info()
-            config = collection.config
-            params = models.CollectionParams(
-                vectors={
-                    name: models.VectorParams(size=p["size"], distance=_BY_NAME[p["distance"]][1])
-                    for name, p in config["vectors"].items()
-                },
-                sparse_vectors={
-                    name: models.SparseVectorParams(modifier=models.Modifier.IDF if p["modifier"] == "idf" else None)
-                    for name, p in config["sparse_vectors"].items()
-                },
-            )
-            # Only what the embedded engine knows; a server's HNSW, optimizer and WAL settings have no meaning here.
-            return models.CollectionInfo.model_construct(
-                status=models.CollectionStatus.GREEN,
-                optimizer_status=models.OptimizersStatusOneOf.OK,
-                points_count=stats.points_count,
-                indexed_vectors_count=stats.indexed_vectors_count,
-                segments_count=stats.segments_count,
-                config=models.CollectionConfig.model_construct(
-                    params=params,
-                    hnsw_config=None,  # type: ignore[arg-type]  # a server's settings, not the embedded engine's
-                    optimizer_config=None,  # type: ignore[arg-type]
-                    metadata=dict(config["metadata"]),
-                ),
-                payload_schema={
-                    field: models.PayloadIndexInfo(data_type=_SCHEMA_NAMES[str(index.data_type)], points=index.points)
-                    for field, index in stats.payload_schema.items()
-                    if str(index.data_type) in _SCHEMA_NAMES
-                },
-            )
+            return collection_info(collection.config, stats)
 
         return await self._run(info)
 
@@ -311,23 +239,29 @@ class EdgeQdrantClient:
 
     # --- points -------------------------------------------------------------------------------------------------
 
-    async def _update(self, collection_name: str, operation: qe.UpdateOperation) -> models.UpdateResult:
+    async def _update(
+        self, collection_name: str, operation: Callable[[], qe.UpdateOperation], points: int = 0
+    ) -> models.UpdateResult:
+        """Build the write (on the engine's thread too: converting a batch is Python work worth keeping off the
+        loop) and apply it; `points`: how many it writes."""
+
         def update() -> None:
-            with self._collection(collection_name).use() as shard:
-                shard.update(operation)
+            self._collection(collection_name).apply(operation(), points=points)
 
         await self._run(update)
         return _COMPLETED
 
     async def upsert(self, collection_name: str, points: Any, **kwargs: Any) -> models.UpdateResult:
-        # Converted on the engine's thread too: building a batch's vectors is Python work worth keeping off the loop.
-        def upsert() -> None:
-            operation = qe.UpdateOperation.upsert_points(convert.to_points(points))
-            with self._collection(collection_name).use() as shard:
-                shard.update(operation)
+        points = list(points)
+        return await self._update(
+            collection_name, lambda: qe.UpdateOperation.upsert_points(convert.to_points(points)), len(points)
+        )
 
-        await self._run(upsert)
-        return _COMPLETED
+    async def upsert_rows(self, collection_name: str, rows: Sequence[convert.PointRow]) -> models.UpdateResult:
+        """`upsert` of points as plain rows (`edge_convert.to_rows`): how the engine's process receives them."""
+        return await self._update(
+            collection_name, lambda: qe.UpdateOperation.upsert_points(convert.rows_to_points(rows)), len(rows)
+        )
 
     async def delete(self, collection_name: str, points_selector: Any, **kwargs: Any) -> models.UpdateResult:
         if isinstance(points_selector, models.FilterSelector):
@@ -335,10 +269,11 @@ class EdgeQdrantClient:
         if isinstance(points_selector, models.Filter):
             edge_filter = convert.to_filter(points_selector)
             assert edge_filter is not None
-            return await self._update(collection_name, qe.UpdateOperation.delete_points_by_filter(edge_filter))
+            return await self._update(collection_name, lambda: qe.UpdateOperation.delete_points_by_filter(edge_filter))
         if isinstance(points_selector, models.PointIdsList):
             points_selector = points_selector.points
-        return await self._update(collection_name, qe.UpdateOperation.delete_points(list(points_selector)))
+        ids = list(points_selector)
+        return await self._update(collection_name, lambda: qe.UpdateOperation.delete_points(ids), len(ids))
 
     async def query_points(
         self,
@@ -460,14 +395,12 @@ class EdgeQdrantClient:
         return models.CountResult(count=await self._run(count))
 
     async def optimize(self, collection_name: str) -> bool:
-        """Run the engine's optimizers on a collection until none has work left (vacuum, merge, vector index).
-
-        qdrant-edge 0.9 holds the GIL for the whole run (minutes at 100k points): for `bookchat ingest`, which
-        serves nothing, never for a serving process."""
+        """Optimize a collection (merge segments, drop deleted points, build the vector index) on a copy in a
+        process of its own, then swap it in: searches and writes go on meanwhile (see `edge_optimizer`). Waits
+        for a background optimization of the collection that is running; True when the shard was replaced."""
 
         def optimize() -> bool:
-            with self._collection(collection_name).use() as shard:
-                return shard.optimize()
+            return self._optimizer.optimize(self._collection(collection_name))
 
         return await self._run(optimize)
 
@@ -479,6 +412,9 @@ class EdgeQdrantClient:
         self._executor.shutdown(wait=True)
 
     def _close_all(self) -> None:
+        self._optimizer.close()
+        if self._auto_optimizer is not None:
+            self._auto_optimizer.stop()
         with self._lock:
             for collection in self._open.values():
                 with contextlib.suppress(Exception):
@@ -486,21 +422,6 @@ class EdgeQdrantClient:
                 collection.retire()
             self._open.clear()
             self.folder.close()
-
-
-def _edge_config(config: dict[str, Any]) -> qe.EdgeConfig:
-    return qe.EdgeConfig(
-        vectors={
-            vector: qe.EdgeVectorParams(size=params["size"], distance=_BY_NAME[params["distance"]][0])
-            for vector, params in config["vectors"].items()
-        },
-        sparse_vectors={
-            vector: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf if params["modifier"] == "idf" else None)
-            for vector, params in config["sparse_vectors"].items()
-        },
-        # The GIL is held while a search runs anyway; more search threads would only compete with the embedder.
-        max_search_threads=1,
-    )
 
 
 def _engine_call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:

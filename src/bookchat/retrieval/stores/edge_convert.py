@@ -117,6 +117,42 @@ def to_points(points: Iterable[models.PointStruct]) -> list[qe.Point]:
     return converted
 
 
+# A point as plain values: id, vectors by name (a dense list, or a sparse vector's (indices, values)), payload.
+# What an upsert sends to the engine's process: it unpickles in a third of the time of the PointStruct models.
+PointRow = tuple[models.ExtendedPointId, dict[str, list[float] | tuple[list[int], list[float]]], dict[str, Any] | None]
+
+
+def to_rows(points: Iterable[models.PointStruct]) -> list[PointRow]:
+    rows: list[PointRow] = []
+    for point in points:
+        if not isinstance(point, models.PointStruct):
+            raise UnsupportedRequest("upsert takes a list of PointStruct on the embedded engine")
+        if not isinstance(point.vector, Mapping):
+            raise UnsupportedRequest("points need named vectors (a dict of name to vector)")
+        vectors: dict[str, list[float] | tuple[list[int], list[float]]] = {}
+        for name, value in point.vector.items():
+            if isinstance(value, models.SparseVector):
+                vectors[name] = (value.indices, value.values)
+            else:
+                vectors[name] = _named_vector(value)
+        rows.append((point.id, vectors, point.payload))
+    return rows
+
+
+def rows_to_points(rows: Iterable[PointRow]) -> list[qe.Point]:
+    return [
+        qe.Point(
+            point,
+            {
+                name: qe.SparseVector(value[0], value[1]) if isinstance(value, tuple) else value
+                for name, value in vectors.items()
+            },
+            payload,
+        )
+        for point, vectors, payload in rows
+    ]
+
+
 def from_vector(vector: Any) -> Any:
     """A result's vectors in qdrant-client's form."""
     if vector is None:

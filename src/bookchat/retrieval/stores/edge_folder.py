@@ -6,10 +6,12 @@ aliases or metadata. This module adds those, in files beside the shards:
     <root>/bookchat-edge.json             the catalog: format, aliases, a rebuild owed after a migration
     <root>/.lock                          held (flock) by the one process that has the folder open
     <root>/collections/<name>/collection.json   the collection's vectors and metadata (written last)
-    <root>/collections/<name>/shard/      the qdrant-edge shard
+    <root>/collections/<name>/shard/      the qdrant-edge shard (`shard-<hex>/` once optimized: the one
+                                          `collection.json` names, see `edge_optimizer`)
 
 Every file is replaced by an atomic rename, so a crash leaves the old version or the new one. A collection exists
-when its `collection.json` does; a folder without one is a creation that crashed, removed on the next open.
+when its `collection.json` does; a folder without one is a creation that crashed, and a shard folder it does not
+name an optimization that did not finish (or the shard one replaced): both are removed on the next open.
 """
 
 from __future__ import annotations
@@ -36,6 +38,13 @@ ORPHAN_WAIT_S = 30.0
 FORMAT = 1
 # Collection names become folder names: no separators, no dot-files.
 NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,254}$")
+# The shard folder of a collection whose `collection.json` names none (never optimized since it was created).
+FIRST_SHARD = "shard"
+
+
+def shard_name(config: dict[str, Any]) -> str:
+    """The folder, inside its collection's, of the shard a collection's config names."""
+    return str(config.get("shard", FIRST_SHARD))
 
 
 def is_legacy_folder(root: Path) -> bool:
@@ -153,8 +162,15 @@ class EdgeFolder:
 
     def _drop_half_created(self) -> None:
         for folder in self.collections_dir.iterdir():
-            if folder.is_dir() and not (folder / "collection.json").is_file():
+            if not folder.is_dir():
+                continue
+            if not (folder / "collection.json").is_file():
                 shutil.rmtree(folder, ignore_errors=True)
+                continue
+            live = shard_name(read_json(folder / "collection.json"))
+            for shard in folder.iterdir():
+                if shard.is_dir() and shard.name.startswith(FIRST_SHARD) and shard.name != live:
+                    shutil.rmtree(shard, ignore_errors=True)
 
     def save_catalog(self, catalog: dict[str, Any]) -> None:
         write_json(self.root / CATALOG, catalog)
@@ -171,8 +187,8 @@ class EdgeFolder:
             raise ValueError(f"invalid collection name {name!r}: letters, digits, '_', '-' and '.' only")
         return self.collections_dir / name
 
-    def shard_dir(self, name: str) -> Path:
-        return self.collection_dir(name) / "shard"
+    def shard_dir(self, name: str, config: dict[str, Any]) -> Path:
+        return self.collection_dir(name) / shard_name(config)
 
     def read_config(self, name: str) -> dict[str, Any]:
         return read_json(self.collection_dir(name) / "collection.json")

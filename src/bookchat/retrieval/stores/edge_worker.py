@@ -1,7 +1,8 @@
 """The embedded engine's own process: serves one folder's `EdgeQdrantClient` to the process that started it.
 
-Started by `edge_process.EdgeProcessClient` as `python -m bookchat.retrieval.stores.edge_worker <fd> <folder>`,
-with one end of a socket pair as file descriptor `fd`. It answers with `("ready", pending_rebuild)` or
+Started by `edge_process.EdgeProcessClient` as
+`python -m bookchat.retrieval.stores.edge_worker <fd> <folder> <optimize_after>`, with one end of a socket pair as
+file descriptor `fd`. It answers with `("ready", pending_rebuild)` or
 `("error", exception)`, then takes `(call_id, method, args, kwargs)` and replies `(call_id, ok, value)`, in
 whatever order the calls finish. It exits when told to close or when its parent's end goes away (the parent died),
 closing the engine first, so the folder's lock never outlives the process that used it.
@@ -38,6 +39,7 @@ METHODS = frozenset(
         "get_aliases",
         "update_collection_aliases",
         "upsert",
+        "upsert_rows",
         "delete",
         "query_points",
         "query_batch_points",
@@ -59,13 +61,13 @@ def portable(exc: BaseException) -> BaseException:
     return exc
 
 
-async def serve(connection: Connection, root: Path, *, parent: int | None = None) -> None:
+async def serve(connection: Connection, root: Path, *, parent: int | None = None, optimize_after: int = 0) -> None:
     """Open the folder, answer calls until told to close or the parent goes away, then close the engine.
 
     `parent`: the process this one exits with, recorded in the folder's lock so that the next opener waits for
-    an orphaned engine to finish closing instead of being refused."""
+    an orphaned engine to finish closing instead of being refused. `optimize_after`: see `EdgeQdrantClient`."""
     try:
-        client = EdgeQdrantClient(root, exits_with=parent)
+        client = EdgeQdrantClient(root, exits_with=parent, optimize_after=optimize_after)
     except Exception as exc:
         connection.send(("error", portable(exc)))
         return
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s (engine process): %(message)s")
     connection = Connection(int(argv[0]))
     try:
-        asyncio.run(serve(connection, Path(argv[1]), parent=os.getppid()))
+        asyncio.run(serve(connection, Path(argv[1]), parent=os.getppid(), optimize_after=int(argv[2])))
     finally:
         connection.close()
 
