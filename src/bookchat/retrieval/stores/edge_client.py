@@ -404,6 +404,10 @@ class EdgeQdrantClient:
 
         return await self._run(optimize)
 
+    def stop_optimizing(self) -> None:
+        """Stop the optimizations running (their copies are dropped); `close` does it first."""
+        self._optimizer.close()
+
     async def close(self, **kwargs: Any) -> None:
         if self._closed:
             return
@@ -412,7 +416,7 @@ class EdgeQdrantClient:
         self._executor.shutdown(wait=True)
 
     def _close_all(self) -> None:
-        self._optimizer.close()
+        self.stop_optimizing()
         if self._auto_optimizer is not None:
             self._auto_optimizer.stop()
         with self._lock:

@@ -90,6 +90,8 @@ async def serve(connection: Connection, root: Path, *, parent: int | None = None
                 running.add(task)
                 task.add_done_callback(running.discard)
         finally:
+            # An optimization would hold the close for minutes: it is dropped (the index stays as it was).
+            client.stop_optimizing()
             await asyncio.gather(*running, return_exceptions=True)
             await client.close()
     if close_id is not None:
