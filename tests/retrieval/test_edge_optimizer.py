@@ -193,8 +193,7 @@ async def test_closing_stops_a_running_optimization_and_keeps_the_index(
     began = time.monotonic()
     await edge.close()
     assert time.monotonic() - began < 10  # the sleeping child was killed, not waited for
-    with pytest.raises(VectorStoreError, match="optimizer stopped"):
-        await optimizing
+    assert await optimizing is False  # stopped: nothing changed
     reopened = EdgeQdrantClient(root)
     assert shard_folders(root) == ["shard"]
     await assert_same_answers(rng, reopened, local)
@@ -221,8 +220,7 @@ async def test_a_collection_deleted_while_it_is_optimized_stays_deleted(
     assert await asyncio.to_thread(child_started.wait, 30)
     assert await edge.delete_collection("chunks") is True
     deleted.set()
-    with pytest.raises(VectorStoreError):
-        await optimizing
+    assert await optimizing is False
     assert not await edge.collection_exists("chunks")
     assert not (root / "collections" / "chunks").exists()
     await edge.close()

@@ -84,15 +84,23 @@ class ShardOptimizer:
                 shutil.copytree(folder / collection.shard_name, copy)
                 collection.journal = []
                 written_before = collection.written
-            if not self._run_child(copy):
+            try:
+                changed = self._run_child(copy)
+            except VectorStoreError:
+                # Stopped by `close`, or the collection was deleted meanwhile (a rebuild's old one) with its folder.
+                if self._closed or collection.retired:
+                    return False
+                raise
+            if not changed:
                 self._record_optimized(collection, written_before)
                 return False
             fresh = qe.EdgeShard.load(str(copy), self.edge_config(collection.config))
             try:
                 previous_name = collection.shard_name
                 with self.lock, collection.write_lock:
-                    if collection.retired:
-                        raise VectorStoreError(f"collection {collection.name} was deleted while it was optimized")
+                    if collection.retired:  # deleted meanwhile: nothing to swap into
+                        fresh.close()
+                        return False
                     for operation in collection.journal:
                         fresh.update(operation)
                     optimized = {**collection.config, "shard": copy.name, "optimized_points": fresh.info().points_count}
