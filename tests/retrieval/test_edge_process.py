@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 from multiprocessing.connection import Connection
@@ -20,10 +23,10 @@ import pytest
 from qdrant_client import models
 
 from bookchat.retrieval.store import DENSE_VECTOR, SPARSE_VECTOR
-from bookchat.retrieval.stores import edge_worker
+from bookchat.retrieval.stores import edge_folder, edge_worker
 from bookchat.retrieval.stores.edge_client import EdgeQdrantClient
 from bookchat.retrieval.stores.edge_convert import UnsupportedRequest
-from bookchat.retrieval.stores.edge_folder import ORPHAN_WAIT_S, EdgeFolder
+from bookchat.retrieval.stores.edge_folder import HOLDER_NOTE_WAIT_S, ORPHAN_WAIT_S, EdgeFolder
 from bookchat.retrieval.stores.edge_process import EdgeProcessClient
 from bookchat.retrieval.stores.errors import FolderInUse, VectorStoreError
 
@@ -118,7 +121,7 @@ async def test_a_caller_that_gives_up_leaves_the_engine_usable(engine: EdgeProce
 async def test_the_folder_is_locked_by_the_engines_process_and_released_when_it_closes(tmp_path: Path) -> None:
     folder = tmp_path / "edge"
     engine = EdgeProcessClient(folder)
-    with pytest.raises(FolderInUse, match="BOOKCHAT_QDRANT_URL"):
+    with pytest.raises(FolderInUse, match=rf"another bookchat process \(pid {engine.pid}\).*BOOKCHAT_QDRANT_URL"):
         EdgeProcessClient(folder)
     with pytest.raises(FolderInUse):
         EdgeQdrantClient(folder)
@@ -172,6 +175,60 @@ async def test_the_engine_exits_when_its_parent_dies(tmp_path: Path) -> None:
         await asyncio.sleep(0.1)
     assert not running(engine_pid)
     await reopened.close()
+
+
+def test_an_engine_whose_parent_died_before_it_ran_leaves_the_folder_alone(tmp_path: Path) -> None:
+    """Killed between spawning its engine and the engine's start, a parent leaves no engine holding the folder."""
+    ours, theirs = socket.socketpair()
+    with ours:
+        # The parent named on the command line is not this process's parent: it is gone (and pid 1 adopted us).
+        edge_worker.main([str(theirs.detach()), str(tmp_path / "edge"), "0", str(os.getpid())])
+        ours.settimeout(5)
+        assert ours.recv(1) == b""  # its end is closed: nothing was sent, nothing waits
+    assert not (tmp_path / "edge").exists()
+
+
+def test_an_opener_gives_a_new_holder_a_moment_to_say_who_it_is(tmp_path: Path) -> None:
+    """Between taking the lock and writing its note the holder is anonymous: an opener neither fails at once nor
+    waits long."""
+    folder = tmp_path / "edge"
+    folder.mkdir()
+    holder = open(folder / ".lock", "w", encoding="utf-8")  # noqa: SIM115 - released by the timer below
+    fcntl.flock(holder, fcntl.LOCK_EX)  # held, no note yet
+    released = threading.Timer(HOLDER_NOTE_WAIT_S / 4, holder.close)
+    released.start()
+    opened = EdgeFolder(folder)
+    opened.open()
+    opened.close()
+    released.join()
+
+    holder = open(folder / ".lock", "w", encoding="utf-8")  # noqa: SIM115
+    with holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # a holder that never says who it is is a live owner after the moment
+        started = time.monotonic()
+        with pytest.raises(FolderInUse):
+            EdgeFolder(folder).open()
+        assert HOLDER_NOTE_WAIT_S <= time.monotonic() - started < HOLDER_NOTE_WAIT_S + 2
+
+
+def test_an_orphan_that_never_lets_go_is_named_after_the_wait(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "edge"
+    folder.mkdir()
+    # A holder whose note names a parent it no longer has: an orphaned engine, here one that never exits.
+    script = (
+        "import fcntl, os, sys, time; handle = open(sys.argv[1], 'a+'); fcntl.flock(handle, fcntl.LOCK_EX); "
+        "handle.write(f'{os.getpid()} {os.getppid() + 1}'); handle.flush(); print('held', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script, str(folder / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "held\n"
+        monkeypatch.setattr(edge_folder, "ORPHAN_WAIT_S", 0.3)
+        with pytest.raises(FolderInUse, match=rf"still held, 0 s on, by the engine process \(pid {holder.pid}\)"):
+            EdgeFolder(folder).open()
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 async def test_a_rebuild_owed_after_a_migration_is_seen_and_cleared_through_the_process(tmp_path: Path) -> None:

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 CATALOG = "bookchat-edge.json"
 # How long an opener waits for an orphaned engine process (its bookchat was killed) to close the folder and exit.
 ORPHAN_WAIT_S = 30.0
+# A holder writes who it is just after taking the lock; until then an opener cannot tell an orphan from a live owner.
+HOLDER_NOTE_WAIT_S = 1.0
 FORMAT = 1
 # Collection names become folder names: no separators, no dot-files.
 NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,254}$")
@@ -83,20 +85,26 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _orphaned_engine(handle: IO[str]) -> int | None:
-    """The pid of the folder's holder when it is an engine process whose parent has exited (it exits too, soon)."""
+def _holder(handle: IO[str]) -> tuple[int, int | None] | None:
+    """Who the lock's note says holds the folder: its pid, and the parent it exits with (an engine process)."""
     handle.seek(0)
     fields = handle.read().split()
-    if len(fields) != 2 or not all(field.isdigit() for field in fields):
+    if not 1 <= len(fields) <= 2 or not all(field.isdigit() for field in fields):
         return None
-    pid, parent = (int(field) for field in fields)
+    return int(fields[0]), int(fields[1]) if len(fields) == 2 else None
+
+
+def _is_orphaned_engine(pid: int, parent: int | None) -> bool:
+    """True when `pid` is an engine process whose parent has exited (it closes the folder and exits too, soon)."""
+    if parent is None:
+        return False
     try:
         # /proc/<pid>/stat: "pid (name) state ppid ..."; the name may hold spaces, so split after its ")".
         stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
         current_parent = int(stat.rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
-        return None
-    return pid if current_parent != parent else None
+        return False
+    return current_parent != parent
 
 
 class EdgeFolder:
@@ -133,25 +141,23 @@ class EdgeFolder:
 
     def _lock(self) -> None:
         handle = open(self.root / ".lock", "a+", encoding="utf-8")  # noqa: SIM115 - held until close()
+        started = time.monotonic()
         waited_since: float | None = None
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except OSError as exc:
-                # An engine process whose bookchat is gone is closing the folder and exiting: wait for it.
-                orphan = _orphaned_engine(handle)
+                holder = _holder(handle)
                 now = time.monotonic()
-                if waited_since is None and orphan is not None:
-                    log.info("waiting for the engine process %s of a stopped bookchat to release %s", orphan, self.root)
+                # An engine process whose bookchat is gone is closing the folder and exiting: wait for it.
+                if waited_since is None and holder is not None and _is_orphaned_engine(*holder):
+                    log.info("waiting for the stopped bookchat's engine process %s to release %s", holder[0], self.root)
                     waited_since = now
-                if orphan is None or waited_since is None or now - waited_since > ORPHAN_WAIT_S:
+                undecided = waited_since is None and now - started <= HOLDER_NOTE_WAIT_S
+                if not undecided and (waited_since is None or now - waited_since > ORPHAN_WAIT_S):
                     handle.close()
-                    raise FolderInUse(
-                        f"the embedded Qdrant folder {self.root} is in use by another bookchat process: one process "
-                        "per folder. Stop the other one, give this one its own BOOKCHAT_QDRANT_PATH, or set "
-                        "BOOKCHAT_QDRANT_URL to a Qdrant server so several processes can share one index"
-                    ) from exc
+                    raise FolderInUse(self._in_use_message(holder, orphan=waited_since is not None)) from exc
                 time.sleep(0.05)
         # Who holds it, for the next opener: this process, and the parent it exits with (an engine process).
         handle.seek(0)
@@ -159,6 +165,19 @@ class EdgeFolder:
         handle.write(f"{os.getpid()} {self.exits_with or ''}".strip() + "\n")
         handle.flush()
         self._lock_file = handle
+
+    def _in_use_message(self, holder: tuple[int, int | None] | None, *, orphan: bool) -> str:
+        who = f" (pid {holder[0]})" if holder else ""
+        if orphan:
+            return (
+                f"the embedded Qdrant folder {self.root} is still held, {ORPHAN_WAIT_S:.0f} s on, by the engine "
+                f"process{who} of a stopped bookchat; if it does not exit, stop it, then start again"
+            )
+        return (
+            f"the embedded Qdrant folder {self.root} is in use by another bookchat process{who}: one process per "
+            "folder. Stop the other one, give this one its own BOOKCHAT_QDRANT_PATH, or set BOOKCHAT_QDRANT_URL to "
+            "a Qdrant server so several processes can share one index"
+        )
 
     def _drop_half_created(self) -> None:
         for folder in self.collections_dir.iterdir():

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import pickle
 import socket
 import subprocess
@@ -154,6 +155,7 @@ class EdgeProcessClient:
                     str(theirs.fileno()),
                     str(self.root),
                     str(self.optimize_after),
+                    str(os.getpid()),
                 ),
                 pass_fds=(theirs.fileno(),),
                 # Its warnings go to our stderr; it holds no copy of our stdout (a pipe a caller reads to its end).

@@ -71,7 +71,11 @@ async def serve(connection: Connection, root: Path, *, parent: int | None = None
     except Exception as exc:
         connection.send(("error", portable(exc)))
         return
-    connection.send(("ready", client.pending_rebuild))
+    try:
+        connection.send(("ready", client.pending_rebuild))
+    except OSError:  # the parent died while the folder was opening
+        await client.close()
+        return
     loop = asyncio.get_running_loop()
     running: set[asyncio.Task[None]] = set()
     close_id: int | None = None
@@ -119,8 +123,13 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s (engine process): %(message)s")
     connection = Connection(int(argv[0]))
+    # The parent names itself: had it died before this line, getppid() would name whoever adopted this process,
+    # and the folder's lock would not show the next opener an orphan to wait for.
+    parent = int(argv[3])
     try:
-        asyncio.run(serve(connection, Path(argv[1]), parent=os.getppid(), optimize_after=int(argv[2])))
+        if os.getppid() != parent:
+            return  # the parent is already gone: nobody to serve
+        asyncio.run(serve(connection, Path(argv[1]), parent=parent, optimize_after=int(argv[2])))
     finally:
         connection.close()
 
