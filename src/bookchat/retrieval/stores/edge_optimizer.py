@@ -39,8 +39,9 @@ from bookchat.retrieval.stores.errors import VectorStoreError
 
 log = logging.getLogger(__name__)
 
-# The child's exit code when the shard had nothing to optimize.
+# The child's exit codes when the shard had nothing to optimize, and when its parent was gone before it began.
 NOTHING_TO_DO = 3
+PARENT_GONE = 4
 # Seconds without a write before the automatic optimizer starts (an ingestion writes a batch every second or two),
 # how often it looks, and how long it leaves a collection alone after a failed attempt.
 QUIET_S = 5.0
@@ -141,7 +142,7 @@ class ShardOptimizer:
             if self._closed:
                 raise VectorStoreError("the embedded Qdrant client is closed")
             child = subprocess.Popen(  # noqa: S603  # this interpreter, this package, our own folder
-                helper_process.module_command("bookchat.retrieval.stores.edge_optimizer", str(copy)),
+                helper_process.module_command("bookchat.retrieval.stores.edge_optimizer", str(copy), str(os.getpid())),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 env=helper_process.environment(),
@@ -209,9 +210,13 @@ class AutoOptimizer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Optimize the shard in the folder `argv[0]`; exit 0 when it changed, NOTHING_TO_DO when it did not."""
+    """Optimize the shard in the folder `argv[0]` for the process `argv[1]`; exit 0 when it changed, NOTHING_TO_DO
+    when it did not, PARENT_GONE when that process had exited before it began."""
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s (optimizer): %(message)s")
+    # A killed engine process would otherwise leave it running for minutes, on a copy nobody will swap in.
+    if not helper_process.dies_with_parent(int(argv[1])):
+        return PARENT_GONE
     # Below the service's own work: the optimizer takes what the searches and the embedder leave.
     os.nice(10)
     shard = qe.EdgeShard.load(argv[0])
