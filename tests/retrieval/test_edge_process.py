@@ -25,10 +25,9 @@ from qdrant_client import models
 from bookchat.retrieval.store import DENSE_VECTOR, SPARSE_VECTOR
 from bookchat.retrieval.stores import edge_folder, edge_worker
 from bookchat.retrieval.stores.edge_client import EdgeQdrantClient
-from bookchat.retrieval.stores.edge_convert import UnsupportedRequest
 from bookchat.retrieval.stores.edge_folder import HOLDER_NOTE_WAIT_S, ORPHAN_WAIT_S, EdgeFolder
 from bookchat.retrieval.stores.edge_process import EdgeProcessClient
-from bookchat.retrieval.stores.errors import FolderInUse, VectorStoreError
+from bookchat.retrieval.stores.errors import FolderInUse, UnsupportedRequest, VectorStoreError
 
 VECTORS = {DENSE_VECTOR: models.VectorParams(size=4, distance=models.Distance.DOT)}
 SPARSE = {SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)}

@@ -17,9 +17,8 @@ from bookchat.retrieval.search import SearchFilters, _filter, _generation_condit
 from bookchat.retrieval.store import DENSE_VECTOR, SPARSE_VECTOR, VectorStore
 from bookchat.retrieval.stores import edge_client
 from bookchat.retrieval.stores.edge_client import EdgeQdrantClient
-from bookchat.retrieval.stores.edge_convert import UnsupportedRequest
 from bookchat.retrieval.stores.edge_process import EdgeProcessClient
-from bookchat.retrieval.stores.errors import FolderInUse, VectorStoreError
+from bookchat.retrieval.stores.errors import FolderInUse, UnsupportedRequest, VectorStoreError
 
 EdgeEngine = EdgeQdrantClient | EdgeProcessClient
 DOCUMENTS = [str(uuid.UUID(int=number)) for number in range(1, 6)]
@@ -42,9 +41,12 @@ def sparse_vector(rng: random.Random, vocabulary: int, size: int) -> models.Spar
     return models.SparseVector(indices=indices, values=[rng.uniform(0.1, 2.0) for _ in indices])
 
 
-async def twin_collections(rng: random.Random, edge: EdgeEngine, points: int = 300) -> AsyncQdrantClient:
+async def twin_collections(
+    rng: random.Random, edge: EdgeEngine, points: int = 300, stored: tuple[str, ...] = ()
+) -> AsyncQdrantClient:
     """The same writes into qdrant-client's local mode and the embedded engine: `points` points laid out like
-    bookchat's, then replacements, deletions by id and deletions by filter (as re-ingestion makes them)."""
+    bookchat's, then replacements, deletions by id and deletions by filter (as re-ingestion makes them); the
+    embedded collection keeps the payload keys `stored` folded (`edge_payload`)."""
     local = AsyncQdrantClient(location=":memory:")
 
     def point(number: int) -> models.PointStruct:
@@ -74,8 +76,11 @@ async def twin_collections(rng: random.Random, edge: EdgeEngine, points: int = 3
             ]
         )
     )
+    await local.create_collection("chunks", vectors_config=VECTORS, sparse_vectors_config=SPARSE)
+    await edge.create_collection(
+        "chunks", vectors_config=VECTORS, sparse_vectors_config=SPARSE, stored_payload_keys=stored
+    )
     for client in (local, edge):
-        await client.create_collection("chunks", vectors_config=VECTORS, sparse_vectors_config=SPARSE)
         await client.upsert("chunks", first)
         await client.upsert("chunks", replaced)
         await client.delete("chunks", points_selector=deleted)
@@ -115,12 +120,13 @@ async def edge(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     await client.close()
 
 
+@pytest.mark.parametrize("stored", [(), ("text",)], ids=["payload", "text-stored"])
 @pytest.mark.parametrize("fusion", FUSIONS, ids=["dbsf", "rrf-default", "rrf-k60"])
 async def test_hybrid_queries_equal_qdrant_clients_own(
-    fusion: models.FusionQuery | models.RrfQuery, edge: EdgeEngine
+    fusion: models.FusionQuery | models.RrfQuery, stored: tuple[str, ...], edge: EdgeEngine
 ) -> None:
     rng = random.Random(11)
-    local = await twin_collections(rng, edge)
+    local = await twin_collections(rng, edge, stored=stored)
     filters = [
         None,
         SearchFilters(document_ids=(DOCUMENTS[0], DOCUMENTS[3])),

@@ -28,6 +28,15 @@ DENSE_VECTOR = "dense"
 SPARSE_VECTOR = "bm25"
 # The collection's metadata key naming this build of the index (recorded in PostgreSQL, see `index_id`).
 INDEX_ID = "index_id"
+# The payload keys searches and re-ingestion filter on, indexed; re-ingestion deletes the chunks of one
+# generation of a document, or all but one.
+PAYLOAD_INDEXES: tuple[tuple[str, models.PayloadSchemaType], ...] = (
+    ("document_id", models.PayloadSchemaType.KEYWORD),
+    ("path_prefixes", models.PayloadSchemaType.KEYWORD),
+    ("generation", models.PayloadSchemaType.INTEGER),
+)
+# The rest of a chunk's payload (`search._payload`): only ever read back, never filtered on.
+STORED_PAYLOAD_KEYS = ("source_path", "title", "url", "heading_path", "chunk_index", "text", "page")
 
 T = TypeVar("T")
 # The embedded engine's clients, in this process or in its own.
@@ -138,19 +147,13 @@ class VectorStore:
                 vectors_config={DENSE_VECTOR: models.VectorParams(size=dim, distance=models.Distance.DOT)},
                 sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
                 metadata=metadata,
+                # The embedded engine converts each payload value on every write and read; these, never filtered
+                # on, it keeps as one string (see edge_payload).
+                **({"stored_payload_keys": STORED_PAYLOAD_KEYS} if self.kind == "edge" else {}),
             )
         )
         # Local mode scans every point anyway and warns that payload indexes do nothing there.
-        indexes = (
-            ()
-            if self.is_local
-            else (
-                ("document_id", models.PayloadSchemaType.KEYWORD),
-                ("path_prefixes", models.PayloadSchemaType.KEYWORD),
-                # Re-ingestion deletes the chunks of one generation of a document, or all but one.
-                ("generation", models.PayloadSchemaType.INTEGER),
-            )
-        )
+        indexes = () if self.is_local else PAYLOAD_INDEXES
         for field, schema in indexes:
             await self.run(self.client.create_payload_index(target, field, field_schema=schema))
         log.info("collection created", extra={"collection": target, "model": model_id, "dim": dim})

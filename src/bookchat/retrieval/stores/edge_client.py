@@ -31,8 +31,9 @@ from bookchat.retrieval.stores import edge_convert as convert
 from bookchat.retrieval.stores.edge_collection import OpenCollection
 from bookchat.retrieval.stores.edge_folder import EdgeFolder
 from bookchat.retrieval.stores.edge_optimizer import AutoOptimizer, ShardOptimizer
+from bookchat.retrieval.stores.edge_payload import StoredKeyError, refold, selection, top_level
 from bookchat.retrieval.stores.edge_schema import collection_info, edge_config, payload_schema, recorded_config
-from bookchat.retrieval.stores.errors import VectorStoreError
+from bookchat.retrieval.stores.errors import UnsupportedRequest, VectorStoreError
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +129,12 @@ class EdgeQdrantClient:
         vectors_config: dict[str, models.VectorParams] | None = None,
         sparse_vectors_config: dict[str, models.SparseVectorParams] | None = None,
         metadata: dict[str, Any] | None = None,
+        stored_payload_keys: Sequence[str] = (),
         **kwargs: Any,
     ) -> bool:
-        config = recorded_config(vectors_config, sparse_vectors_config, metadata)
+        """Qdrant's `create_collection`, plus `stored_payload_keys`: payload keys this collection keeps folded in
+        one string, never filtered on (see `edge_payload`)."""
+        config = recorded_config(vectors_config, sparse_vectors_config, metadata, stored_payload_keys)
         await self._run(self._create, collection_name, config)
         return True
 
@@ -147,7 +151,13 @@ class EdgeQdrantClient:
         self, collection_name: str, field_name: str, field_schema: Any = None, **kwargs: Any
     ) -> models.UpdateResult:
         operation = qe.UpdateOperation.create_field_index(field_name, payload_schema(field_schema))
-        return await self._update(collection_name, lambda: operation)
+
+        def index() -> qe.UpdateOperation:
+            if top_level(field_name) in self._collection(collection_name).stored_keys:
+                raise StoredKeyError(f"{field_name!r} is a stored payload key of {collection_name}: it has no index")
+            return operation
+
+        return await self._update(collection_name, index)
 
     async def get_collection(self, collection_name: str, **kwargs: Any) -> models.CollectionInfo:
         def info() -> models.CollectionInfo:
@@ -162,7 +172,7 @@ class EdgeQdrantClient:
         self, collection_name: str, metadata: dict[str, Any] | None = None, **kwargs: Any
     ) -> bool:
         if any(value is not None for value in kwargs.values()):
-            raise convert.UnsupportedRequest(f"update_collection({', '.join(kwargs)}) is not supported here")
+            raise UnsupportedRequest(f"update_collection({', '.join(kwargs)}) is not supported here")
 
         def update() -> None:
             with self._lock:
@@ -253,23 +263,45 @@ class EdgeQdrantClient:
 
     async def upsert(self, collection_name: str, points: Any, **kwargs: Any) -> models.UpdateResult:
         points = list(points)
-        return await self._update(
-            collection_name, lambda: qe.UpdateOperation.upsert_points(convert.to_points(points)), len(points)
-        )
 
-    async def upsert_rows(self, collection_name: str, rows: Sequence[convert.PointRow]) -> models.UpdateResult:
-        """`upsert` of points as plain rows (`edge_convert.to_rows`): how the engine's process receives them."""
-        return await self._update(
-            collection_name, lambda: qe.UpdateOperation.upsert_points(convert.rows_to_points(rows)), len(rows)
-        )
+        def operation() -> qe.UpdateOperation:
+            stored = self._collection(collection_name).stored_keys
+            return qe.UpdateOperation.upsert_points(convert.to_points(points, stored))
+
+        return await self._update(collection_name, operation, len(points))
+
+    async def stored_keys(self, collection_name: str) -> list[str]:
+        """The payload keys the collection keeps folded (see `edge_payload`), for a caller that folds them."""
+        return await self._run(lambda: sorted(self._collection(collection_name).stored_keys))
+
+    async def upsert_rows(
+        self, collection_name: str, rows: Sequence[convert.PointRow], folded_for: Sequence[str] = ()
+    ) -> models.UpdateResult:
+        """`upsert` of points as plain rows (`edge_convert.to_rows`): how the engine's process receives them,
+        their payloads folded for the keys `folded_for` (what `stored_keys` said); refolded when the collection
+        keeps others (an alias moved, or the collection was recreated, in between)."""
+
+        def operation() -> qe.UpdateOperation:
+            stored = self._collection(collection_name).stored_keys
+            batch = rows
+            if stored != frozenset(folded_for):
+                batch = [(point, vectors, refold(payload, stored)) for point, vectors, payload in rows]
+            return qe.UpdateOperation.upsert_points(convert.rows_to_points(batch))
+
+        return await self._update(collection_name, operation, len(rows))
 
     async def delete(self, collection_name: str, points_selector: Any, **kwargs: Any) -> models.UpdateResult:
         if isinstance(points_selector, models.FilterSelector):
             points_selector = points_selector.filter
         if isinstance(points_selector, models.Filter):
-            edge_filter = convert.to_filter(points_selector)
-            assert edge_filter is not None
-            return await self._update(collection_name, lambda: qe.UpdateOperation.delete_points_by_filter(edge_filter))
+            query_filter = points_selector
+
+            def by_filter() -> qe.UpdateOperation:
+                edge_filter = convert.to_filter(query_filter, self._collection(collection_name).stored_keys)
+                assert edge_filter is not None
+                return qe.UpdateOperation.delete_points_by_filter(edge_filter)
+
+            return await self._update(collection_name, by_filter)
         if isinstance(points_selector, models.PointIdsList):
             points_selector = points_selector.points
         ids = list(points_selector)
@@ -306,7 +338,8 @@ class EdgeQdrantClient:
             )
             with collection.use() as shard:
                 points = shard.query(request)
-            return rest.QueryResponse(points=convert.scored(points, with_vectors is not False))
+            shape = collection.translator.payload_shape(with_payload)
+            return rest.QueryResponse(points=convert.scored(points, with_vectors is not False, shape))
 
         return await self._run(query_points)
 
@@ -320,6 +353,7 @@ class EdgeQdrantClient:
             responses = []
             with collection.use() as shard:
                 for item in requests:
+                    with_payload = bool(item.with_payload) if item.with_payload is not None else False
                     request = collection.translator.request(
                         query=item.query,
                         using=item.using,
@@ -328,13 +362,14 @@ class EdgeQdrantClient:
                         search_params=item.params,
                         limit=item.limit if item.limit is not None else 10,
                         offset=item.offset,
-                        with_payload=bool(item.with_payload) if item.with_payload is not None else False,
+                        with_payload=with_payload,
                         with_vectors=item.with_vector if item.with_vector is not None else False,
                         score_threshold=item.score_threshold,
                     )
                     points = shard.query(request)
+                    shape = collection.translator.payload_shape(with_payload)
                     responses.append(
-                        rest.QueryResponse(points=convert.scored(points, item.with_vector not in (None, False)))
+                        rest.QueryResponse(points=convert.scored(points, item.with_vector not in (None, False), shape))
                     )
             return responses
 
@@ -350,19 +385,20 @@ class EdgeQdrantClient:
         with_vectors: Any = False,
         **kwargs: Any,
     ) -> tuple[list[models.Record], models.ExtendedPointId | None]:
-        request = qe.ScrollRequest(
-            offset=offset,
-            limit=limit,
-            filter=convert.to_filter(scroll_filter),
-            with_payload=convert.payload_selector(with_payload),
-            with_vector=convert.vector_selector(with_vectors),
-        )
-
         def scroll() -> tuple[list[models.Record], models.ExtendedPointId | None]:
-            with self._collection(collection_name).use() as shard:
+            collection = self._collection(collection_name)
+            selector, shape = selection(with_payload, collection.stored_keys)
+            request = qe.ScrollRequest(
+                offset=offset,
+                limit=limit,
+                filter=convert.to_filter(scroll_filter, collection.stored_keys),
+                with_payload=convert.payload_selector(selector),
+                with_vector=convert.vector_selector(with_vectors),
+            )
+            with collection.use() as shard:
                 found, next_offset = shard.scroll(request)
             next_id = convert.point_id(next_offset) if next_offset is not None else None
-            return convert.records(found, with_vectors is not False), next_id
+            return convert.records(found, with_vectors is not False, shape), next_id
 
         return await self._run(scroll)
 
@@ -375,21 +411,23 @@ class EdgeQdrantClient:
         **kwargs: Any,
     ) -> list[models.Record]:
         def retrieve() -> list[models.Record]:
-            with self._collection(collection_name).use() as shard:
+            collection = self._collection(collection_name)
+            selector, shape = selection(with_payload, collection.stored_keys)
+            with collection.use() as shard:
                 found = shard.retrieve(
-                    list(ids), convert.payload_selector(with_payload), convert.vector_selector(with_vectors)
+                    list(ids), convert.payload_selector(selector), convert.vector_selector(with_vectors)
                 )
-            return convert.records(found, with_vectors is not False)
+            return convert.records(found, with_vectors is not False, shape)
 
         return await self._run(retrieve)
 
     async def count(
         self, collection_name: str, count_filter: models.Filter | None = None, exact: bool = True, **kwargs: Any
     ) -> models.CountResult:
-        request = qe.CountRequest(exact=exact, filter=convert.to_filter(count_filter))
-
         def count() -> int:
-            with self._collection(collection_name).use() as shard:
+            collection = self._collection(collection_name)
+            request = qe.CountRequest(exact=exact, filter=convert.to_filter(count_filter, collection.stored_keys))
+            with collection.use() as shard:
                 return shard.count(request)
 
         return models.CountResult(count=await self._run(count))

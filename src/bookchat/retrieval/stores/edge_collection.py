@@ -27,8 +27,11 @@ class OpenCollection:
         self.name = name
         self.shard = shard
         self.config = config
+        # Payload keys kept folded in one string (`edge_payload`): recorded when the collection was created.
+        self.stored_keys = frozenset(config.get("stored_keys", ()))
         self.translator = convert.QueryTranslator(
-            {vector for vector, params in config.get("sparse_vectors", {}).items() if params.get("modifier") == "idf"}
+            {vector for vector, params in config.get("sparse_vectors", {}).items() if params.get("modifier") == "idf"},
+            self.stored_keys,
         )
         # Points written since the shard was last optimized, and when the last write was (monotonic seconds):
         # what the automatic optimizer watches. Set from the shard's count when the client opens it.

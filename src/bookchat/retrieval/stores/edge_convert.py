@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import qdrant_edge as qe
 from qdrant_client import models
+
+from bookchat.retrieval.stores.edge_payload import PayloadShape, check_filter, fold, selection
+from bookchat.retrieval.stores.errors import UnsupportedRequest
 
 # A filter every stored, not deleted, point matches: as an IDF corpus it makes the engine count live points only.
 # Without it, qdrant-edge (like a Qdrant server) counts deleted points in IDF statistics until its optimizer
@@ -16,18 +19,16 @@ LIVE_POINTS = qe.Filter(must_not=[qe.HasIdCondition(set())])
 LIVE_IDF = qe.SearchParams(idf=qe.IdfParams(corpus=LIVE_POINTS))
 
 
-class UnsupportedRequest(ValueError):
-    """A request the embedded engine's bridge does not translate (bookchat never makes one)."""
-
-
 def point_id(value: Any) -> models.ExtendedPointId:
     """qdrant-client's form of a point id: UUIDs as strings, integers as they are."""
     return str(value) if isinstance(value, uuid.UUID) else value
 
 
-def to_filter(query_filter: models.Filter | None) -> qe.Filter | None:
+def to_filter(query_filter: models.Filter | None, stored: Collection[str] = ()) -> qe.Filter | None:
+    """The engine's filter; one naming a key of `stored` (see `edge_payload`) is refused."""
     if query_filter is None:
         return None
+    check_filter(query_filter, stored)
     min_should = query_filter.min_should
     return qe.Filter(
         must=_conditions(query_filter.must),
@@ -108,12 +109,13 @@ def _named_vector(value: Any) -> Any:
     raise UnsupportedRequest(f"vector of type {type(value).__name__} is not supported by the embedded engine")
 
 
-def to_points(points: Iterable[models.PointStruct]) -> list[qe.Point]:
+def to_points(points: Iterable[models.PointStruct], stored: Collection[str] = ()) -> list[qe.Point]:
+    """The engine's points, the payload keys of `stored` folded (see `edge_payload`)."""
     converted = []
     for point in points:
         if not isinstance(point, models.PointStruct):
             raise UnsupportedRequest("upsert takes a list of PointStruct on the embedded engine")
-        converted.append(qe.Point(point.id, to_vector(point.vector), point.payload))
+        converted.append(qe.Point(point.id, to_vector(point.vector), fold(point.payload, stored)))
     return converted
 
 
@@ -122,7 +124,8 @@ def to_points(points: Iterable[models.PointStruct]) -> list[qe.Point]:
 PointRow = tuple[models.ExtendedPointId, dict[str, list[float] | tuple[list[int], list[float]]], dict[str, Any] | None]
 
 
-def to_rows(points: Iterable[models.PointStruct]) -> list[PointRow]:
+def to_rows(points: Iterable[models.PointStruct], stored: Collection[str] = ()) -> list[PointRow]:
+    """Rows of `points`, the payload keys of `stored` folded (on the caller's side of the engine's process)."""
     rows: list[PointRow] = []
     for point in points:
         if not isinstance(point, models.PointStruct):
@@ -135,7 +138,7 @@ def to_rows(points: Iterable[models.PointStruct]) -> list[PointRow]:
                 vectors[name] = (value.indices, value.values)
             else:
                 vectors[name] = _named_vector(value)
-        rows.append((point.id, vectors, point.payload))
+        rows.append((point.id, vectors, fold(point.payload, stored)))
     return rows
 
 
@@ -164,7 +167,10 @@ def from_vector(vector: Any) -> Any:
     return vector
 
 
-def scored(points: Iterable[qe.ScoredPoint], with_vectors: bool) -> list[models.ScoredPoint]:
+def scored(
+    points: Iterable[qe.ScoredPoint], with_vectors: bool, shape: PayloadShape | None = None
+) -> list[models.ScoredPoint]:
+    """Hits in qdrant-client's form; `shape`: what to do to each payload (`edge_payload.selection`)."""
     # model_construct: the engine's values are already valid; validating each hit again would cost more than the
     # search (payloads hold whole passages).
     return [
@@ -172,7 +178,7 @@ def scored(points: Iterable[qe.ScoredPoint], with_vectors: bool) -> list[models.
             id=point_id(point.id),
             version=point.version,
             score=point.score,
-            payload=point.payload,
+            payload=shape(point.payload) if shape else point.payload,
             vector=from_vector(point.vector) if with_vectors else None,
             shard_key=None,
             order_value=None,
@@ -181,11 +187,11 @@ def scored(points: Iterable[qe.ScoredPoint], with_vectors: bool) -> list[models.
     ]
 
 
-def records(points: Iterable[qe.Record], with_vectors: bool) -> list[models.Record]:
+def records(points: Iterable[qe.Record], with_vectors: bool, shape: PayloadShape | None = None) -> list[models.Record]:
     return [
         models.Record.model_construct(
             id=point_id(point.id),
-            payload=point.payload,
+            payload=shape(point.payload) if shape else point.payload,
             vector=from_vector(point.vector) if with_vectors else None,
             shard_key=None,
             order_value=None,
@@ -215,8 +221,13 @@ def vector_selector(value: Any) -> Any:
 class QueryTranslator:
     """query_points' arguments into a qdrant-edge request, for one collection (which vectors are IDF-weighted)."""
 
-    def __init__(self, idf_vectors: set[str]) -> None:
+    def __init__(self, idf_vectors: set[str], stored: Collection[str] = ()) -> None:
         self.idf_vectors = idf_vectors
+        self.stored = stored  # payload keys kept folded (see `edge_payload`)
+
+    def payload_shape(self, with_payload: Any) -> PayloadShape:
+        """What to do to each hit's payload for `with_payload`."""
+        return selection(with_payload, self.stored)[1]
 
     def request(
         self,
@@ -239,8 +250,8 @@ class QueryTranslator:
             query=scoring,
             prefetches=self._prefetches(prefetch),
             with_vector=vector_selector(with_vectors),
-            with_payload=payload_selector(with_payload),
-            filter=to_filter(query_filter),
+            with_payload=payload_selector(selection(with_payload, self.stored)[0]),
+            filter=to_filter(query_filter, self.stored),
             score_threshold=score_threshold,
             params=self._params(search_params, sparse_name),
         )
@@ -258,7 +269,7 @@ class QueryTranslator:
                     query=scoring,
                     prefetches=self._prefetches(item.prefetch),
                     params=self._params(item.params, sparse_name),
-                    filter=to_filter(item.filter),
+                    filter=to_filter(item.filter, self.stored),
                     score_threshold=item.score_threshold,
                 )
             )

@@ -267,9 +267,11 @@ class EdgeProcessClient:
 
     async def upsert(self, collection_name: str, points: Any, **kwargs: Any) -> models.UpdateResult:
         """Sent as plain rows (`edge_convert.to_rows`, on a thread): the engine's process, which does the Python
-        work of an upsert on its one GIL, unpickles them three times faster than the models."""
-        rows = await asyncio.to_thread(to_rows, points)
-        result: models.UpdateResult = await self._call("upsert_rows", collection_name, rows)
+        work of an upsert on its one GIL, unpickles them three times faster than the models. Their stored payload
+        keys (`edge_payload`) are folded here too, on this process's GIL rather than the engine's."""
+        stored: list[str] = await self._call("stored_keys", collection_name)
+        rows = await asyncio.to_thread(to_rows, points, stored)
+        result: models.UpdateResult = await self._call("upsert_rows", collection_name, rows, folded_for=stored)
         return result
 
     async def delete(self, collection_name: str, points_selector: Any, **kwargs: Any) -> models.UpdateResult:

@@ -3,12 +3,14 @@ qdrant-client's `CollectionInfo`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import qdrant_edge as qe
 from qdrant_client import models
 
-from bookchat.retrieval.stores.edge_convert import UnsupportedRequest
+from bookchat.retrieval.stores.edge_payload import STORED_KEY, top_level
+from bookchat.retrieval.stores.errors import UnsupportedRequest
 
 _DISTANCES = {
     models.Distance.DOT: (qe.Distance.Dot, "Dot"),
@@ -28,9 +30,15 @@ _SCHEMA_NAMES = {str(edge): schema for schema, edge in _SCHEMAS.items()}
 
 
 def recorded_config(
-    vectors_config: Any, sparse_vectors_config: dict[str, models.SparseVectorParams] | None, metadata: Any
+    vectors_config: Any,
+    sparse_vectors_config: dict[str, models.SparseVectorParams] | None,
+    metadata: Any,
+    stored_keys: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """`create_collection`'s arguments as the config bookchat records (plain JSON)."""
+    """`create_collection`'s arguments as the config bookchat records (plain JSON). `stored_keys`: payload keys
+    kept folded in one string (see `edge_payload`), recorded only when there are some."""
+    if STORED_KEY in stored_keys or any(not key or top_level(key) != key for key in stored_keys):
+        raise UnsupportedRequest(f"stored payload keys are top-level keys other than {STORED_KEY!r}")
     if not isinstance(vectors_config, dict):
         raise UnsupportedRequest("the embedded engine takes named dense vectors (a dict)")
     dense = {name: {"size": p.size, "distance": _DISTANCES[p.distance][1]} for name, p in vectors_config.items()}
@@ -38,7 +46,10 @@ def recorded_config(
         name: {"modifier": "idf" if p.modifier == models.Modifier.IDF else None}
         for name, p in (sparse_vectors_config or {}).items()
     }
-    return {"vectors": dense, "sparse_vectors": sparse, "metadata": dict(metadata or {})}
+    config: dict[str, Any] = {"vectors": dense, "sparse_vectors": sparse, "metadata": dict(metadata or {})}
+    if stored_keys:
+        config["stored_keys"] = sorted(set(stored_keys))
+    return config
 
 
 def edge_config(config: dict[str, Any]) -> qe.EdgeConfig:

@@ -40,6 +40,7 @@ METHODS = frozenset(
         "update_collection_aliases",
         "upsert",
         "upsert_rows",
+        "stored_keys",
         "delete",
         "query_points",
         "query_batch_points",

@@ -13,3 +13,7 @@ class EmbeddingModelMismatch(VectorStoreError):
 
 class FolderInUse(VectorStoreError):
     """Another process holds the embedded index's folder."""
+
+
+class UnsupportedRequest(ValueError):
+    """A request the embedded engine's bridge does not translate (bookchat never makes one)."""
