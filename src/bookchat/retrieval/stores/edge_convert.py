@@ -111,6 +111,7 @@ def _named_vector(value: Any) -> Any:
 
 def to_points(points: Iterable[models.PointStruct], stored: Collection[str] = ()) -> list[qe.Point]:
     """The engine's points, the payload keys of `stored` folded (see `edge_payload`)."""
+    stored = frozenset(stored)
     converted = []
     for point in points:
         if not isinstance(point, models.PointStruct):
@@ -126,6 +127,7 @@ PointRow = tuple[models.ExtendedPointId, dict[str, list[float] | tuple[list[int]
 
 def to_rows(points: Iterable[models.PointStruct], stored: Collection[str] = ()) -> list[PointRow]:
     """Rows of `points`, the payload keys of `stored` folded (on the caller's side of the engine's process)."""
+    stored = frozenset(stored)
     rows: list[PointRow] = []
     for point in points:
         if not isinstance(point, models.PointStruct):

@@ -34,13 +34,16 @@ def top_level(key: str) -> str:
 
 
 def fold(payload: dict[str, Any] | None, stored: Collection[str]) -> dict[str, Any] | None:
-    """`payload` with its `stored` keys folded into one JSON string (none present: none added)."""
+    """`payload` with its `stored` keys folded into one JSON string (none present: none added). `stored` is best
+    a frozenset: this runs for every point written."""
     if not stored or payload is None:
         return payload
-    if STORED_KEY in payload:
+    kept: dict[str, Any] = {}
+    folded: dict[str, Any] = {}
+    for key, value in payload.items():
+        (folded if key in stored else kept)[key] = value
+    if STORED_KEY in kept:
         raise StoredKeyError(f"the payload key {STORED_KEY!r} is reserved by the embedded engine")
-    kept = {key: value for key, value in payload.items() if key not in stored}
-    folded = {key: value for key, value in payload.items() if key in stored}
     if folded:
         kept[STORED_KEY] = json.dumps(folded, ensure_ascii=False, separators=(",", ":"))
     return kept
