@@ -79,7 +79,10 @@ async def test_an_optimized_collection_answers_as_before_and_replaces_its_shard(
     edge = EdgeQdrantClient(root) if engine == "threads" else EdgeProcessClient(root)
     rng = random.Random(3)
     local = await optimizable_twins(rng, edge)
+    assert recorded(root)["idf_exact"] is False  # deleted points count in the IDF until they are vacuumed
     assert await edge.optimize("chunks") is True
+    # Every deleted point vacuumed: the answers below come without the live-points IDF filter.
+    assert recorded(root)["idf_exact"] is True
     shard = recorded(root)["shard"]
     assert shard.startswith("shard-")
     assert shard_folders(root) == [shard]  # the old shard is gone
@@ -132,6 +135,7 @@ async def test_searches_and_writes_go_on_while_a_copy_is_optimized(
         await client.delete("chunks", points_selector=by_filter)
     writes_done.set()
     assert await optimizing is True
+    assert recorded(tmp_path / "edge")["idf_exact"] is False  # the deletions replayed onto the copy count again
     await assert_same_answers(rng, edge, local)
     await edge.close()
     reopened = EdgeQdrantClient(tmp_path / "edge")  # the journaled writes are in the new shard's own log
@@ -283,3 +287,60 @@ def test_the_automatic_optimizer_waits_for_a_pause_and_backs_off_after_a_failure
     assert not auto.due(collection, now)  # failed a moment ago
     assert auto.due(collection, now + edge_optimizer.RETRY_AFTER_S)
     asyncio.run(edge.close())
+
+
+async def test_the_idf_is_exact_while_no_point_was_deleted_or_replaced(tmp_path: Path) -> None:
+    """Inserts keep a collection exact; a replacement or a deletion makes it ask for live-point IDF (recorded on
+    disk before the write), until an optimization vacuums the dead points; sparse scores equal Qdrant's throughout."""
+    root = tmp_path / "edge"
+    edge = EdgeQdrantClient(root)
+    rng = random.Random(21)
+    local = AsyncQdrantClient(location=":memory:")
+
+    def point(number: int) -> models.PointStruct:
+        return models.PointStruct(
+            id=number + 1,
+            vector={DENSE_VECTOR: unit(rng), SPARSE_VECTOR: sparse_vector(rng, 40, 5)},
+            payload={"document_id": "d", "path_prefixes": ["guide"], "text": f"p {number}", "generation": 0},
+        )
+
+    async def same_sparse_answers() -> None:
+        for _ in range(10):
+            request: dict[str, Any] = {"query": sparse_vector(rng, 40, 2), "using": SPARSE_VECTOR, "limit": 10}
+            assert_same_ranking(
+                (await edge.query_points("chunks", **request)).points,
+                (await local.query_points("chunks", **request)).points,
+            )
+
+    for client in (local, edge):
+        await client.create_collection("chunks", vectors_config=VECTORS, sparse_vectors_config=SPARSE)
+    first, second = [point(n) for n in range(1200)], [point(n) for n in range(1200, 1400)]
+    for client in (local, edge):
+        await client.upsert("chunks", first)
+        await client.upsert("chunks", second)
+    assert recorded(root)["idf_exact"] is True  # only new points so far
+    collection = edge._collection("chunks")
+    assert collection.translator._params(None, SPARSE_VECTOR) is None  # no live-points filter asked for
+    await same_sparse_answers()
+    replaced = [point(n) for n in range(0, 1200, 4)]
+    for client in (local, edge):
+        await client.upsert("chunks", replaced)
+    assert recorded(root)["idf_exact"] is False
+    assert collection.translator._params(None, SPARSE_VECTOR) is not None
+    # Under the default vacuum threshold (20 % deleted): only bookchat's optimizer settings drop these.
+    few = models.PointIdsList(points=list(range(1, 1400, 20)))
+    for client in (local, edge):
+        await client.delete("chunks", points_selector=few)
+    await same_sparse_answers()
+    assert await edge.optimize("chunks") is True
+    assert recorded(root)["idf_exact"] is True
+    assert collection.translator._params(None, SPARSE_VECTOR) is None
+    await same_sparse_answers()
+    for client in (local, edge):
+        await client.delete("chunks", points_selector=models.PointIdsList(points=[2, 3, 5]))
+    assert recorded(root)["idf_exact"] is False
+    await edge.close()
+    reopened = EdgeQdrantClient(root)  # read back from collection.json
+    assert reopened._collection("chunks").idf_exact is False
+    await reopened.close()
+    await local.close()

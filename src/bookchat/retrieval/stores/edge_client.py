@@ -91,7 +91,7 @@ class EdgeQdrantClient:
                 raise ValueError(f"Collection {name} not found")
             config = self.folder.read_config(target)
             shard = qe.EdgeShard.load(str(self.folder.shard_dir(target, config)), edge_config(config))
-            found = self._open[target] = OpenCollection(target, shard, config)
+            found = self._open[target] = OpenCollection(target, shard, config, self._config_saver(target))
             # What was written since the last optimization, as far as counts tell (deletions make it an estimate).
             found.written = max(0, shard.info().points_count - int(config.get("optimized_points", 0)))
             return found
@@ -143,9 +143,13 @@ class EdgeQdrantClient:
             if name in self.folder.collection_names() or name in self.catalog["aliases"]:
                 raise ValueError(f"Collection {name} already exists")
             shard = qe.EdgeShard.create(str(self.folder.shard_dir(name, config)), edge_config(config))
+            config = {**config, "idf_exact": True}  # empty: nothing deleted yet
             # Written last: the collection exists from this rename on (see EdgeFolder).
             self.folder.write_config(name, config)
-            self._open[name] = OpenCollection(name, shard, config)
+            self._open[name] = OpenCollection(name, shard, config, self._config_saver(name))
+
+    def _config_saver(self, name: str) -> Callable[[dict[str, Any]], None]:
+        return functools.partial(self.folder.write_config, name)
 
     async def create_payload_index(
         self, collection_name: str, field_name: str, field_schema: Any = None, **kwargs: Any
@@ -177,9 +181,9 @@ class EdgeQdrantClient:
         def update() -> None:
             with self._lock:
                 collection = self._collection(collection_name)
-                config = {**collection.config, "metadata": {**collection.config["metadata"], **(metadata or {})}}
-                self.folder.write_config(collection.name, config)
-                collection.config = config
+                with collection.write_lock:
+                    metadata_now = {**collection.config["metadata"], **(metadata or {})}
+                    collection.save_config({**collection.config, "metadata": metadata_now})
 
         await self._run(update)
         return True
@@ -250,13 +254,17 @@ class EdgeQdrantClient:
     # --- points -------------------------------------------------------------------------------------------------
 
     async def _update(
-        self, collection_name: str, operation: Callable[[], qe.UpdateOperation], points: int = 0
+        self,
+        collection_name: str,
+        operation: Callable[[], qe.UpdateOperation],
+        points: int = 0,
+        replaces: Callable[[qe.EdgeShard], bool] | None = None,
     ) -> models.UpdateResult:
         """Build the write (on the engine's thread too: converting a batch is Python work worth keeping off the
-        loop) and apply it; `points`: how many it writes."""
+        loop) and apply it; `points`: how many it writes; `replaces`: see `OpenCollection.apply`."""
 
         def update() -> None:
-            self._collection(collection_name).apply(operation(), points=points)
+            self._collection(collection_name).apply(operation(), points=points, replaces=replaces)
 
         await self._run(update)
         return _COMPLETED
@@ -268,7 +276,7 @@ class EdgeQdrantClient:
             stored = self._collection(collection_name).stored_keys
             return qe.UpdateOperation.upsert_points(convert.to_points(points, stored))
 
-        return await self._update(collection_name, operation, len(points))
+        return await self._update(collection_name, operation, len(points), _any_of([p.id for p in points]))
 
     async def stored_keys(self, collection_name: str) -> list[str]:
         """The payload keys the collection keeps folded (see `edge_payload`), for a caller that folds them."""
@@ -288,7 +296,7 @@ class EdgeQdrantClient:
                 batch = [(point, vectors, refold(payload, stored)) for point, vectors, payload in rows]
             return qe.UpdateOperation.upsert_points(convert.rows_to_points(batch))
 
-        return await self._update(collection_name, operation, len(rows))
+        return await self._update(collection_name, operation, len(rows), _any_of([row[0] for row in rows]))
 
     async def delete(self, collection_name: str, points_selector: Any, **kwargs: Any) -> models.UpdateResult:
         if isinstance(points_selector, models.FilterSelector):
@@ -301,11 +309,11 @@ class EdgeQdrantClient:
                 assert edge_filter is not None
                 return qe.UpdateOperation.delete_points_by_filter(edge_filter)
 
-            return await self._update(collection_name, by_filter)
+            return await self._update(collection_name, by_filter, replaces=_deletes)
         if isinstance(points_selector, models.PointIdsList):
             points_selector = points_selector.points
         ids = list(points_selector)
-        return await self._update(collection_name, lambda: qe.UpdateOperation.delete_points(ids), len(ids))
+        return await self._update(collection_name, lambda: qe.UpdateOperation.delete_points(ids), len(ids), _deletes)
 
     async def query_points(
         self,
@@ -464,6 +472,15 @@ class EdgeQdrantClient:
                 collection.retire()
             self._open.clear()
             self.folder.close()
+
+
+def _any_of(ids: list[Any]) -> Callable[[qe.EdgeShard], bool]:
+    """Whether an upsert of `ids` replaces a point (the replaced version stays in the IDF until a vacuum)."""
+    return lambda shard: bool(shard.retrieve(ids, False, False))
+
+
+def _deletes(shard: qe.EdgeShard) -> bool:
+    return True
 
 
 def _engine_call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:

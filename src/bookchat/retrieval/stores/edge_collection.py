@@ -11,7 +11,7 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import qdrant_edge as qe
@@ -23,16 +23,23 @@ from bookchat.retrieval.stores.edge_folder import shard_name
 class OpenCollection:
     """An open shard and what bookchat recorded about it (`collection.json`)."""
 
-    def __init__(self, name: str, shard: qe.EdgeShard, config: dict[str, Any]) -> None:
+    def __init__(
+        self, name: str, shard: qe.EdgeShard, config: dict[str, Any], save_config: Callable[[dict[str, Any]], None]
+    ) -> None:
         self.name = name
         self.shard = shard
         self.config = config
+        self._save_config = save_config  # writes `collection.json`
         # Payload keys kept folded in one string (`edge_payload`): recorded when the collection was created.
         self.stored_keys = frozenset(config.get("stored_keys", ()))
         self.translator = convert.QueryTranslator(
             {vector for vector, params in config.get("sparse_vectors", {}).items() if params.get("modifier") == "idf"},
             self.stored_keys,
+            idf_exact=lambda: self.idf_exact,
         )
+        # Writes that deleted or replaced points, or may have: the optimizer's copy is exact only if none came
+        # while it ran.
+        self.replacing_writes = 0
         # Points written since the shard was last optimized, and when the last write was (monotonic seconds):
         # what the automatic optimizer watches. Set from the shard's count when the client opens it.
         self.written = 0
@@ -48,6 +55,12 @@ class OpenCollection:
     @property
     def shard_name(self) -> str:
         return shard_name(self.config)
+
+    @property
+    def idf_exact(self) -> bool:
+        """True while the shard holds no deleted point: the engine's IDF statistics, which count deleted points
+        until a vacuum drops them, are then exact without asking for live points only (a few ms a query)."""
+        return bool(self.config.get("idf_exact", False))
 
     @property
     def retired(self) -> bool:
@@ -68,14 +81,31 @@ class OpenCollection:
                 self._users[generation] -= 1
                 self._condition.notify_all()
 
-    def apply(self, operation: qe.UpdateOperation, *, points: int = 0) -> None:
-        """Apply one write (`points`: how many points it writes, for the automatic optimizer)."""
+    def apply(
+        self,
+        operation: qe.UpdateOperation,
+        *,
+        points: int = 0,
+        replaces: Callable[[qe.EdgeShard], bool] | None = None,
+    ) -> None:
+        """Apply one write. `points`: how many points it writes, for the automatic optimizer. `replaces`, for a
+        write that can delete or replace points: whether this one does (asked only while the IDF is exact; the
+        collection stops being exact, on disk first, before such a write is applied)."""
         with self.write_lock, self.use() as shard:
+            if replaces is not None and (not self.idf_exact or replaces(shard)):
+                self.replacing_writes += 1
+                if self.idf_exact:
+                    self.save_config({**self.config, "idf_exact": False})
             shard.update(operation)
             if self.journal is not None:
                 self.journal.append(operation)
             self.written += points
             self.last_write = time.monotonic()
+
+    def save_config(self, config: dict[str, Any]) -> None:
+        """Record `config` in `collection.json`, then use it. Call it holding `write_lock`."""
+        self._save_config(config)
+        self.config = config
 
     def replace_shard(self, shard: qe.EdgeShard) -> qe.EdgeShard:
         """Serve `shard` from now on; return the previous one once no call uses it any more (for the caller

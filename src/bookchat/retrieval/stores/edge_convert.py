@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import qdrant_edge as qe
@@ -223,9 +223,13 @@ def vector_selector(value: Any) -> Any:
 class QueryTranslator:
     """query_points' arguments into a qdrant-edge request, for one collection (which vectors are IDF-weighted)."""
 
-    def __init__(self, idf_vectors: set[str], stored: Collection[str] = ()) -> None:
+    def __init__(
+        self, idf_vectors: set[str], stored: Collection[str] = (), idf_exact: Callable[[], bool] = lambda: False
+    ) -> None:
         self.idf_vectors = idf_vectors
         self.stored = stored  # payload keys kept folded (see `edge_payload`)
+        # Whether the engine's IDF statistics count live points only right now (no deleted point in the shard).
+        self.idf_exact = idf_exact
 
     def payload_shape(self, with_payload: Any) -> PayloadShape:
         """What to do to each hit's payload for `with_payload`."""
@@ -278,7 +282,7 @@ class QueryTranslator:
         return converted
 
     def _params(self, params: models.SearchParams | None, sparse_name: str | None) -> qe.SearchParams | None:
-        live_idf = sparse_name is not None and sparse_name in self.idf_vectors
+        live_idf = sparse_name is not None and sparse_name in self.idf_vectors and not self.idf_exact()
         if params is None:
             return LIVE_IDF if live_idf else None
         return qe.SearchParams(

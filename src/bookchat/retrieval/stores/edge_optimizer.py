@@ -85,6 +85,7 @@ class ShardOptimizer:
                 shutil.copytree(folder / collection.shard_name, copy)
                 collection.journal = []
                 written_before = collection.written
+                replacing_before = collection.replacing_writes
             try:
                 changed = self._run_child(copy)
             except VectorStoreError:
@@ -104,9 +105,15 @@ class ShardOptimizer:
                         return False
                     for operation in collection.journal:
                         fresh.update(operation)
-                    optimized = {**collection.config, "shard": copy.name, "optimized_points": fresh.info().points_count}
-                    self.folder.write_config(collection.name, optimized)
-                    collection.config = optimized
+                    optimized = {
+                        **collection.config,
+                        "shard": copy.name,
+                        "optimized_points": fresh.info().points_count,
+                        # The optimizer dropped every deleted point (see `edge_config`); what was replayed since
+                        # may have deleted some again.
+                        "idf_exact": collection.replacing_writes == replacing_before,
+                    }
+                    collection.save_config(optimized)
                     collection.journal = None
                     collection.written -= written_before
                     previous = collection.replace_shard(fresh)
@@ -131,9 +138,7 @@ class ShardOptimizer:
                 return
             with collection.use() as shard:
                 points = shard.info().points_count
-            config = {**collection.config, "optimized_points": points}
-            self.folder.write_config(collection.name, config)
-            collection.config = config
+            collection.save_config({**collection.config, "optimized_points": points})
             collection.written -= written_before
 
     def _run_child(self, copy: Path) -> bool:

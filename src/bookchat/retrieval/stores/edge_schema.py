@@ -64,6 +64,9 @@ def edge_config(config: dict[str, Any]) -> qe.EdgeConfig:
         },
         # The GIL is held while a search runs anyway; more search threads would only compete with the embedder.
         max_search_threads=1,
+        # An optimization drops every deleted point (by default a segment is vacuumed only past 20 % deleted):
+        # afterwards the IDF statistics count live points only, and queries need not ask for that (`idf_exact`).
+        optimizers=qe.EdgeOptimizersConfig(deleted_threshold=0.0, vacuum_min_vector_number=0),
     )
 
 
