@@ -110,24 +110,19 @@ async def measure(points: int, repeats: int) -> dict[str, float]:
         "unpickle, plain payload": per_point(lambda: [pickle.loads(b) for b in plain_blobs], points, repeats),  # noqa: S301
         "unpickle, stored keys": per_point(lambda: [pickle.loads(b) for b in stored_blobs], points, repeats),  # noqa: S301
     }
-    with tempfile.TemporaryDirectory() as folder:
-        engine = EdgeQdrantClient(Path(folder) / "threads")
-        figures["build + write on threads, plain payload"] = await upserts_per_point(
-            engine, plain_batches, (), repeats, rows=True
-        )
-        figures["build + write on threads, stored keys"] = await upserts_per_point(
-            engine, stored_batches, STORED_PAYLOAD_KEYS, repeats, rows=True
-        )
-        await engine.close()
-    with tempfile.TemporaryDirectory() as folder:
-        process = EdgeProcessClient(Path(folder) / "process")
-        figures["upsert through the engine's process, plain payload"] = await upserts_per_point(
-            process, models_batches, (), repeats, rows=False
-        )
-        figures["upsert through the engine's process, stored keys"] = await upserts_per_point(
-            process, models_batches, STORED_PAYLOAD_KEYS, repeats, rows=False
-        )
-        await process.close()
+    # Each engine writes the same points twice, plain and with stored keys (already folded for `upsert_rows`).
+    engines: list[tuple[str, Callable[[Path], Engine], tuple[list[Any], list[Any]], bool]] = [
+        ("build + write on threads", EdgeQdrantClient, (plain_batches, stored_batches), True),
+        ("upsert through the engine's process", EdgeProcessClient, (models_batches, models_batches), False),
+    ]
+    for label, open_engine, (plain_input, stored_input), rows in engines:
+        with tempfile.TemporaryDirectory() as folder:
+            engine = open_engine(Path(folder) / "edge")
+            figures[f"{label}, plain payload"] = await upserts_per_point(engine, plain_input, (), repeats, rows=rows)
+            figures[f"{label}, stored keys"] = await upserts_per_point(
+                engine, stored_input, STORED_PAYLOAD_KEYS, repeats, rows=rows
+            )
+            await engine.close()
     return figures
 
 

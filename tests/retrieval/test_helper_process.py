@@ -11,15 +11,7 @@ import time
 from pathlib import Path
 
 from bookchat.retrieval.stores import edge_optimizer, helper_process
-
-
-def alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+from tests.retrieval.test_edge_process import running
 
 
 def test_a_helper_dies_with_its_killed_parent() -> None:
@@ -38,13 +30,13 @@ def test_a_helper_dies_with_its_killed_parent() -> None:
     assert parent.stdout is not None
     child = int(parent.stdout.readline())
     assert parent.stdout.readline() == "True\n"  # armed, and its parent is the one it was told of
-    assert alive(child)
+    assert running(child)
     parent.send_signal(signal.SIGKILL)  # no clean-up of any kind
     parent.wait()
     deadline = time.monotonic() + 10
-    while alive(child) and time.monotonic() < deadline:
+    while running(child) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not alive(child)
+    assert not running(child)
 
 
 def test_the_optimizer_does_nothing_for_a_parent_that_is_gone(tmp_path: Path) -> None:
