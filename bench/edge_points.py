@@ -1,10 +1,11 @@
-"""Where an upsert's time goes in the embedded engine, with and without stored payload keys: qdrant-edge's point
-building, its write, and the whole call through the engine's process.
+"""Where an upsert's time goes in the embedded engine, with and without stored payload keys and packed dense
+vectors: qdrant-edge's point building, its write, and the whole call through the engine's process.
 
 The figures behind the ≥ 5,000 points/s upsert target (docs/benchmarks.md): book-shaped points from `scale.py`
 (384-d dense, BM25 sparse, bookchat's payload with ~1 kB of text), batches of `UPSERT_BATCH`, each figure the
-median of `--repeats` runs over the same points. "plain" is the payload as written (before; what a collection
-without stored keys holds), "stored keys" the same with `STORED_PAYLOAD_KEYS` folded into one string (now).
+median of `--repeats` runs over the same points. "plain" is the payload as written (what a collection without
+stored keys holds), "stored keys" the same with `STORED_PAYLOAD_KEYS` folded into one string; "dense as lists"
+sends each dense vector as a list of floats (before), the rest as float32 bytes (`edge_convert.pack_dense`, now).
 
     PYTHONPATH=src .venv/bin/python bench/edge_points.py --points 8192 --repeats 5
 """
@@ -19,6 +20,7 @@ import pickle
 import statistics
 import tempfile
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,17 +66,25 @@ async def fresh_collection(client: Engine, stored: Sequence[str]) -> None:
         await client.create_payload_index(COLLECTION, field, field_schema=schema)
 
 
+def with_dense_lists(rows: Sequence[PointRow]) -> list[PointRow]:
+    """`rows` with each packed dense vector as a list of floats again (how they were sent before)."""
+    return [
+        (point_id, {name: array("f", v).tolist() if isinstance(v, bytes) else v for name, v in vectors.items()}, p)
+        for point_id, vectors, p in rows
+    ]
+
+
 async def upserts_per_point(
     client: Engine, batches: Sequence[Sequence[Any]], stored: Sequence[str], repeats: int, *, rows: bool
 ) -> float:
-    """Median µs per point to write every batch, one call after another, into a fresh collection."""
+    """Median µs per point to write every batch, one call after another, into a fresh collection; `rows`: the
+    batches are rows (`upsert_rows`, the payloads folded for `stored`), else models (`upsert`)."""
     runs = []
     for _ in range(repeats):
         await fresh_collection(client, stored)
         began = time.perf_counter()
         for batch in batches:
             if rows:
-                assert isinstance(client, EdgeQdrantClient)
                 await client.upsert_rows(COLLECTION, batch, folded_for=stored)
             else:
                 await client.upsert(COLLECTION, batch)
@@ -89,11 +99,13 @@ async def measure(points: int, repeats: int) -> dict[str, float]:
     ]
     plain_batches = [to_rows(batch) for batch in models_batches]
     stored_batches = [to_rows(batch, STORED_PAYLOAD_KEYS) for batch in models_batches]
+    listed_batches = [with_dense_lists(batch) for batch in stored_batches]
     plain = [row for batch in plain_batches for row in batch]
     stored = [row for batch in stored_batches for row in batch]
+    listed = [row for batch in listed_batches for row in batch]
     bare: list[PointRow] = [(point_id, vectors, None) for point_id, vectors, _ in plain]
-    plain_blobs = [pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL) for batch in plain_batches]
     stored_blobs = [pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL) for batch in stored_batches]
+    listed_blobs = [pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL) for batch in listed_batches]
     # The inputs stay alive throughout; frozen, the collector leaves them alone, as the engine's process (which
     # holds one batch at a time) would.
     gc.collect()
@@ -101,27 +113,40 @@ async def measure(points: int, repeats: int) -> dict[str, float]:
     figures = {
         "build, vectors only": per_point(lambda: rows_to_points(bare), points, repeats),
         "build, plain payload": per_point(lambda: rows_to_points(plain), points, repeats),
+        "build, stored keys, dense as lists": per_point(lambda: rows_to_points(listed), points, repeats),
         "build, stored keys": per_point(lambda: rows_to_points(stored), points, repeats),
         "to_rows, plain payload": per_point(lambda: [to_rows(b) for b in models_batches], points, repeats),
         "to_rows, stored keys folded": per_point(
             lambda: [to_rows(b, STORED_PAYLOAD_KEYS) for b in models_batches], points, repeats
         ),
         # Our own bytes, pickled just above.
-        "unpickle, plain payload": per_point(lambda: [pickle.loads(b) for b in plain_blobs], points, repeats),  # noqa: S301
+        "unpickle, stored keys, dense as lists": per_point(
+            lambda: [pickle.loads(b) for b in listed_blobs],  # noqa: S301
+            points,
+            repeats,
+        ),
         "unpickle, stored keys": per_point(lambda: [pickle.loads(b) for b in stored_blobs], points, repeats),  # noqa: S301
     }
-    # Each engine writes the same points twice, plain and with stored keys (already folded for `upsert_rows`).
-    engines: list[tuple[str, Callable[[Path], Engine], tuple[list[Any], list[Any]], bool]] = [
-        ("build + write on threads", EdgeQdrantClient, (plain_batches, stored_batches), True),
-        ("upsert through the engine's process", EdgeProcessClient, (models_batches, models_batches), False),
+    # Each engine writes the same points three ways, as rows folded for the keys the collection keeps.
+    ways: list[tuple[str, list[list[PointRow]], Sequence[str]]] = [
+        ("plain payload", plain_batches, ()),
+        ("stored keys, dense as lists", listed_batches, STORED_PAYLOAD_KEYS),
+        ("stored keys", stored_batches, STORED_PAYLOAD_KEYS),
     ]
-    for label, open_engine, (plain_input, stored_input), rows in engines:
+    engines: list[tuple[str, Callable[[Path], Engine]]] = [
+        ("build + write on threads", EdgeQdrantClient),
+        ("upsert through the engine's process", EdgeProcessClient),
+    ]
+    for label, open_engine in engines:
         with tempfile.TemporaryDirectory() as folder:
             engine = open_engine(Path(folder) / "edge")
-            figures[f"{label}, plain payload"] = await upserts_per_point(engine, plain_input, (), repeats, rows=rows)
-            figures[f"{label}, stored keys"] = await upserts_per_point(
-                engine, stored_input, STORED_PAYLOAD_KEYS, repeats, rows=rows
-            )
+            for way, batches, keys in ways:
+                figures[f"{label}, {way}"] = await upserts_per_point(engine, batches, keys, repeats, rows=True)
+            # The whole call, from the models: what `VectorStore` does (the models are the same points).
+            if isinstance(engine, EdgeProcessClient):
+                figures[f"{label}, from the models"] = await upserts_per_point(
+                    engine, models_batches, STORED_PAYLOAD_KEYS, repeats, rows=False
+                )
             await engine.close()
     return figures
 

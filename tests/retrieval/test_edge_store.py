@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import threading
 import uuid
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from bookchat.retrieval.search import SearchFilters, _filter, _generation_condit
 from bookchat.retrieval.store import DENSE_VECTOR, SPARSE_VECTOR, VectorStore
 from bookchat.retrieval.stores import edge_client
 from bookchat.retrieval.stores.edge_client import EdgeQdrantClient
+from bookchat.retrieval.stores.edge_convert import to_rows
 from bookchat.retrieval.stores.edge_process import EdgeProcessClient
 from bookchat.retrieval.stores.errors import FolderInUse, UnsupportedRequest, VectorStoreError
 
@@ -271,6 +273,44 @@ async def test_a_collection_whose_creation_crashed_is_removed(tmp_path: Path) ->
     with pytest.raises(ValueError, match="invalid collection name"):
         await reopened.create_collection("../escape", vectors_config=VECTORS)
     await reopened.close()
+
+
+async def test_dense_vectors_cross_to_the_engines_process_as_float32_and_read_back_the_same(tmp_path: Path) -> None:
+    """`to_rows` packs dense vectors as float32 bytes (rounded as the engine rounds); written either way, a point
+    reads back with the same vector."""
+    rng = random.Random(3)
+    sparse = sparse_vector(rng, 60, 4)
+    points = [
+        models.PointStruct(id=number, vector={DENSE_VECTOR: unit(rng), SPARSE_VECTOR: sparse}, payload={"n": number})
+        for number in (1, 2)
+    ]
+    rows = to_rows(points)
+    packed = rows[0][1][DENSE_VECTOR]
+    assert isinstance(packed, bytes)
+    assert len(packed) == 4 * 8
+    dense = points[0].vector[DENSE_VECTOR]  # type: ignore[index]
+    assert array("f", packed).tolist() == [float(np.float32(x)) for x in dense]
+    assert rows[0][1][SPARSE_VECTOR] == (sparse.indices, sparse.values)
+    client = EdgeProcessClient(tmp_path / "edge")
+    await client.create_collection("c", vectors_config=VECTORS, sparse_vectors_config=SPARSE)
+    await client.upsert_rows("c", rows[:1])  # packed
+    threads = EdgeQdrantClient(tmp_path / "twin")
+    await threads.create_collection("c", vectors_config=VECTORS, sparse_vectors_config=SPARSE)
+    await threads.upsert("c", points[:1])  # the models, converted by the engine itself
+    got = await client.retrieve("c", [1], with_vectors=True)
+    expected = await threads.retrieve("c", [1], with_vectors=True)
+    assert got[0].vector == expected[0].vector
+    assert got[0].vector[DENSE_VECTOR] == pytest.approx(dense, abs=1e-7)  # type: ignore[index]
+    await client.close()
+    await threads.close()
+
+
+def test_rows_refuse_a_dense_vector_that_is_not_numbers_and_keep_multivectors_as_lists() -> None:
+    not_numbers = models.PointStruct.model_construct(id=1, vector={DENSE_VECTOR: [0.5, "x"]}, payload=None)
+    with pytest.raises(UnsupportedRequest, match="not a number"):
+        to_rows([not_numbers])
+    multi = models.PointStruct(id=2, vector={"colbert": [[0.1, 0.2], [0.3, 0.4]]})
+    assert to_rows([multi])[0][1]["colbert"] == [[0.1, 0.2], [0.3, 0.4]]
 
 
 async def test_calls_run_on_the_engines_threads_and_its_failures_name_the_store(
